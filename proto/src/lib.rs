@@ -1,0 +1,10 @@
+//! Contracts between shardis nodes and between a node and its disk.
+//!
+//! Everything here is versioned and only ever extended: old encodings must keep
+//! decoding (see the tests at the bottom of each module).
+
+pub mod entry;
+pub mod slot;
+
+pub use entry::{Op, WriteEntry};
+pub use slot::{key_slot, SLOTS};

@@ -1,0 +1,109 @@
+//! Command errors. The Redis error text, with its prefix, is produced here and
+//! nowhere else.
+
+use crate::resp::Reply;
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CmdError {
+    WrongType,
+    NotInteger,
+    NotFloat,
+    Syntax,
+    NoSuchKey,
+    Overflow,
+    IndexOutOfRange,
+    /// `ERR invalid expire time in '<cmd>' command`
+    InvalidExpire(String),
+    /// `ERR wrong number of arguments for '<cmd>' command`
+    WrongArity(String),
+    /// `ERR value is out of range, must be positive`
+    NotPositive,
+    /// `ERR min or max is not a float`
+    MinMaxNotFloat,
+    /// `ERR min or max not valid string range item`
+    MinMaxNotStringRange,
+    /// `ERR increment would produce NaN or Infinity`
+    NanOrInfinity,
+    /// `ERR string exceeds maximum allowed size (proto-max-bulk-len)`
+    StringTooLong,
+    /// `ERR timeout is not a float or out of range` etc.: any other text, with prefix.
+    Other(Cow<'static, str>),
+}
+
+impl CmdError {
+    pub fn other(text: impl Into<Cow<'static, str>>) -> CmdError {
+        CmdError::Other(text.into())
+    }
+
+    pub fn text(&self) -> Cow<'static, str> {
+        match self {
+            CmdError::WrongType => {
+                "WRONGTYPE Operation against a key holding the wrong kind of value".into()
+            }
+            CmdError::NotInteger => "ERR value is not an integer or out of range".into(),
+            CmdError::NotFloat => "ERR value is not a valid float".into(),
+            CmdError::Syntax => "ERR syntax error".into(),
+            CmdError::NoSuchKey => "ERR no such key".into(),
+            CmdError::Overflow => "ERR increment or decrement would overflow".into(),
+            CmdError::IndexOutOfRange => "ERR index out of range".into(),
+            CmdError::InvalidExpire(cmd) => {
+                format!("ERR invalid expire time in '{cmd}' command").into()
+            }
+            CmdError::WrongArity(cmd) => {
+                format!("ERR wrong number of arguments for '{cmd}' command").into()
+            }
+            CmdError::NotPositive => "ERR value is out of range, must be positive".into(),
+            CmdError::MinMaxNotFloat => "ERR min or max is not a float".into(),
+            CmdError::MinMaxNotStringRange => "ERR min or max not valid string range item".into(),
+            CmdError::NanOrInfinity => "ERR increment would produce NaN or Infinity".into(),
+            CmdError::StringTooLong => {
+                "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into()
+            }
+            CmdError::Other(t) => t.clone(),
+        }
+    }
+
+    pub fn reply(&self) -> Reply {
+        Reply::Error(self.text())
+    }
+}
+
+impl From<CmdError> for Reply {
+    fn from(e: CmdError) -> Reply {
+        e.reply()
+    }
+}
+
+/// The reply for an unknown command, as Redis words it (args quoted, up to 128 bytes each).
+pub fn unknown_command(args: &[bytes::Bytes]) -> Reply {
+    let name = String::from_utf8_lossy(&args[0]);
+    let mut text = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        truncate(&name)
+    );
+    for a in &args[1..] {
+        if text.len() >= 128 {
+            break;
+        }
+        text.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(a))));
+    }
+    Reply::Error(text.into())
+}
+
+/// The reply for an unknown subcommand: `ERR unknown subcommand 'x'. Try CONFIG HELP.`
+pub fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
+    Reply::Error(
+        format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            truncate(&String::from_utf8_lossy(sub)),
+            cmd.to_ascii_uppercase()
+        )
+        .into(),
+    )
+}
+
+fn truncate(s: &str) -> String {
+    // Redis: "%.128s"
+    s.chars().take(128).collect()
+}

@@ -1,0 +1,5 @@
+//! Hashes commands.
+
+use super::table::CommandSpec;
+
+pub static COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,5 @@
+//! Keys commands.
+
+use super::table::CommandSpec;
+
+pub static COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,5 @@
+//! Lists commands.
+
+use super::table::CommandSpec;
+
+pub static COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,5 @@
+//! Sets commands.
+
+use super::table::CommandSpec;
+
+pub static COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,205 @@
+//! The command table: one entry per command drives arity errors, read/write flags,
+//! key positions (routing, CROSSSLOT, COMMAND GETKEYS) and COMMAND's output.
+
+use super::args::Arg;
+use super::error::CmdError;
+use super::{ReadCtx, WriteCtx};
+use crate::keyspace::Keyspace;
+use crate::resp::Reply;
+
+pub type ReadFn = fn(&Keyspace, &mut ReadCtx, &[Arg]) -> Result<Reply, CmdError>;
+pub type WriteFn = fn(&mut Keyspace, &mut WriteCtx, &[Arg]) -> Result<Reply, CmdError>;
+/// Key positions for commands whose keys move (numkeys arguments and the like).
+pub type KeysFn = fn(&[Arg]) -> Result<Vec<usize>, CmdError>;
+
+/// What runs a command.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Reads the keyspace: runs locally on the replica serving the read.
+    Read(ReadFn),
+    /// Changes the keyspace: goes through the write path (the log) and runs on every
+    /// replica in log order.
+    Write(WriteFn),
+    /// Connection, server or cluster command: the server layer runs it by name.
+    Server,
+}
+
+/// Command flags, as in Redis's COMMAND INFO.
+pub mod flags {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const PUBSUB: u32 = 1 << 4;
+    pub const NOSCRIPT: u32 = 1 << 5;
+    pub const BLOCKING: u32 = 1 << 6;
+    pub const LOADING: u32 = 1 << 7;
+    pub const STALE: u32 = 1 << 8;
+    pub const SKIP_MONITOR: u32 = 1 << 9;
+    pub const SKIP_SLOWLOG: u32 = 1 << 10;
+    pub const FAST: u32 = 1 << 11;
+    pub const NO_AUTH: u32 = 1 << 12;
+    pub const MAY_REPLICATE: u32 = 1 << 13;
+    pub const NO_MULTI: u32 = 1 << 14;
+    pub const MOVABLE_KEYS: u32 = 1 << 15;
+    pub const ALLOW_BUSY: u32 = 1 << 16;
+
+    pub const NAMES: [(u32, &str); 17] = [
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (PUBSUB, "pubsub"),
+        (NOSCRIPT, "noscript"),
+        (BLOCKING, "blocking"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (SKIP_MONITOR, "skip_monitor"),
+        (SKIP_SLOWLOG, "skip_slowlog"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+        (MAY_REPLICATE, "may_replicate"),
+        (NO_MULTI, "no_multi"),
+        (MOVABLE_KEYS, "movablekeys"),
+        (ALLOW_BUSY, "allow_busy"),
+    ];
+}
+
+/// Where a command's keys are. `first`, `last`, `step` are Redis's legacy triple
+/// (last < 0 counts from the end); `find` overrides it for movable keys.
+#[derive(Clone, Copy)]
+pub struct Keys {
+    pub first: i32,
+    pub last: i32,
+    pub step: i32,
+    pub find: Option<KeysFn>,
+}
+
+impl Keys {
+    pub const NONE: Keys = Keys {
+        first: 0,
+        last: 0,
+        step: 0,
+        find: None,
+    };
+    pub const ONE: Keys = Keys {
+        first: 1,
+        last: 1,
+        step: 1,
+        find: None,
+    };
+    pub const ALL: Keys = Keys {
+        first: 1,
+        last: -1,
+        step: 1,
+        find: None,
+    };
+    pub const PAIRS: Keys = Keys {
+        first: 1,
+        last: -1,
+        step: 2,
+        find: None,
+    };
+    pub const TWO: Keys = Keys {
+        first: 1,
+        last: 2,
+        step: 1,
+        find: None,
+    };
+
+    pub const fn range(first: i32, last: i32, step: i32) -> Keys {
+        Keys {
+            first,
+            last,
+            step,
+            find: None,
+        }
+    }
+
+    pub const fn movable(first: i32, last: i32, step: i32, find: KeysFn) -> Keys {
+        Keys {
+            first,
+            last,
+            step,
+            find: Some(find),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct CommandSpec {
+    /// Lowercase name (for subcommands: `config|get`).
+    pub name: &'static str,
+    /// Redis arity: n = exactly n args including the name; -n = at least n.
+    pub arity: i32,
+    pub flags: u32,
+    pub keys: Keys,
+    /// ACL categories without the '@' (COMMAND INFO).
+    pub acl: &'static [&'static str],
+    /// Command group for COMMAND DOCS (string, list, generic, server, ...).
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+    pub handler: Handler,
+    pub subcommands: &'static [CommandSpec],
+}
+
+impl CommandSpec {
+    /// A spec with defaults for the descriptive fields, to be completed with struct
+    /// update syntax.
+    pub const fn new(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        keys: Keys,
+        handler: Handler,
+    ) -> CommandSpec {
+        CommandSpec {
+            name,
+            arity,
+            flags,
+            keys,
+            acl: &[],
+            group: "generic",
+            since: "1.0.0",
+            summary: "",
+            handler,
+            subcommands: &[],
+        }
+    }
+
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.has(flags::WRITE)
+    }
+
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let a = self.arity;
+        (a >= 0 && argc == a as usize) || (a < 0 && argc >= (-a) as usize)
+    }
+
+    /// Positions of the keys in `args` (args[0] is the command name).
+    pub fn key_positions(&self, args: &[Arg]) -> Result<Vec<usize>, CmdError> {
+        if let Some(find) = self.keys.find {
+            return find(args);
+        }
+        let k = &self.keys;
+        if k.first <= 0 || k.step <= 0 {
+            return Ok(Vec::new());
+        }
+        let argc = args.len() as i32;
+        let last = if k.last < 0 {
+            argc + k.last
+        } else {
+            k.last.min(argc - 1)
+        };
+        Ok((k.first..=last)
+            .step_by(k.step as usize)
+            .filter(|&i| i < argc)
+            .map(|i| i as usize)
+            .collect())
+    }
+}

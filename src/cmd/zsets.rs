@@ -1,0 +1,5 @@
+//! Zsets commands.
+
+use super::table::CommandSpec;
+
+pub static COMMANDS: &[CommandSpec] = &[];

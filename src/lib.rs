@@ -1,0 +1,8 @@
+//! shardis: a Redis-compatible data tier. See README.md for the map from concepts
+//! to files; ../shared/DESIGN.md for the layers (lower layers never import higher).
+
+pub mod cmd;
+pub mod keyspace;
+pub mod resp;
+pub mod server;
+pub mod shard;

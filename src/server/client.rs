@@ -1,0 +1,195 @@
+//! Per-connection state and the registry of connected clients (CLIENT LIST/KILL).
+
+use crate::resp::{Protocol, Reply};
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc, Notify};
+
+/// What other tasks can do to a connection: kill it, or hand it out-of-band messages
+/// (pub/sub pushes).
+#[derive(Debug)]
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub created: Instant,
+    pub killed: AtomicBool,
+    pub kill_notify: Notify,
+    pub push: mpsc::Sender<Reply>,
+    pub info: Mutex<ClientInfo>,
+}
+
+/// What CLIENT LIST shows, updated by the connection.
+#[derive(Debug, Default, Clone)]
+pub struct ClientInfo {
+    pub name: String,
+    pub lib_name: String,
+    pub lib_ver: String,
+    pub last_cmd: String,
+    pub last_interaction: Option<Instant>,
+    pub resp: u8,
+    pub sub: usize,
+    pub psub: usize,
+    pub ssub: usize,
+    pub multi: i64,
+    pub watch: usize,
+    pub qbuf: usize,
+    pub blocked: bool,
+    pub flags: String,
+}
+
+impl ClientHandle {
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill_notify.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// One CLIENT LIST line.
+    pub fn describe(&self) -> String {
+        let i = self.info.lock().unwrap().clone();
+        let now = Instant::now();
+        let age = now.duration_since(self.created).as_secs();
+        let idle = i
+            .last_interaction
+            .map(|t| now.duration_since(t).as_secs())
+            .unwrap_or(age);
+        let flags = if i.flags.is_empty() {
+            "N".to_string()
+        } else {
+            i.flags.clone()
+        };
+        format!(
+            "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            i.name,
+            age,
+            idle,
+            flags,
+            i.sub,
+            i.psub,
+            i.ssub,
+            i.multi,
+            i.qbuf,
+            if i.last_cmd.is_empty() { "NULL".into() } else { i.last_cmd.clone() },
+            i.resp.max(2),
+            i.lib_name,
+            i.lib_ver
+        )
+    }
+}
+
+#[derive(Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    map: Mutex<HashMap<u64, Arc<ClientHandle>>>,
+}
+
+impl Clients {
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        laddr: SocketAddr,
+        push: mpsc::Sender<Reply>,
+    ) -> Arc<ClientHandle> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let h = Arc::new(ClientHandle {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            killed: AtomicBool::new(false),
+            kill_notify: Notify::new(),
+            push,
+            info: Mutex::new(ClientInfo {
+                resp: 2,
+                ..Default::default()
+            }),
+        });
+        self.map.lock().unwrap().insert(id, h.clone());
+        h
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.map.lock().unwrap().remove(&id);
+    }
+
+    pub fn count(&self) -> usize {
+        self.map.lock().unwrap().len()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.map.lock().unwrap().get(&id).cloned()
+    }
+
+    /// All clients, by id.
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        let mut v: Vec<_> = self.map.lock().unwrap().values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+}
+
+/// A connection's own state, owned by its task.
+pub struct ClientState {
+    pub handle: Arc<ClientHandle>,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    /// Commands queued by MULTI; `None` outside a transaction.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// A command failed to queue: EXEC answers EXECABORT.
+    pub multi_failed: bool,
+    /// WATCHed keys with whether each was alive when watched.
+    pub watched: Vec<(Bytes, bool)>,
+    /// Set when a watched key changes.
+    pub watch_dirty: Arc<AtomicBool>,
+    pub channels: HashSet<Bytes>,
+    pub patterns: HashSet<Bytes>,
+    pub shard_channels: HashSet<Bytes>,
+    pub no_evict: bool,
+    pub no_touch: bool,
+    /// Close after writing the pending replies (QUIT, protocol error).
+    pub closing: bool,
+}
+
+impl ClientState {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> ClientState {
+        ClientState {
+            handle,
+            proto: Protocol::Resp2,
+            authenticated,
+            multi: None,
+            multi_failed: false,
+            watched: Vec::new(),
+            watch_dirty: Arc::new(AtomicBool::new(false)),
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            shard_channels: HashSet::new(),
+            no_evict: false,
+            no_touch: false,
+            closing: false,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.handle.id
+    }
+
+    pub fn subscriptions(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shard_channels.len()
+    }
+
+    /// RESP2 subscribed mode restricts the commands a client may send.
+    pub fn in_subscribed_mode(&self) -> bool {
+        self.proto == Protocol::Resp2 && self.subscriptions() > 0
+    }
+}

@@ -1,0 +1,114 @@
+//! MULTI EXEC DISCARD WATCH UNWATCH.
+//!
+//! EXEC runs the queued keyspace commands as one write-path entry, so the block is
+//! atomic on every replica; queued server commands (PING, TIME, ...) run in place
+//! around it. WATCH is broken by any change to a watched key, including expiry and
+//! eviction, and by a watched key's deadline passing before EXEC.
+
+use super::super::client::ClientState;
+use super::super::Server;
+use crate::cmd::{self, Handler};
+use crate::resp::Reply;
+use crate::shard::now_ms;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+
+pub fn multi(c: &mut ClientState) -> Reply {
+    if c.multi.is_some() {
+        return Reply::error("ERR MULTI calls can not be nested");
+    }
+    c.multi = Some(Vec::new());
+    c.multi_failed = false;
+    c.handle.info.lock().unwrap().multi = 0;
+    Reply::ok()
+}
+
+pub fn discard(server: &Server, c: &mut ClientState) -> Reply {
+    if c.multi.take().is_none() {
+        return Reply::error("ERR DISCARD without MULTI");
+    }
+    c.multi_failed = false;
+    unwatch_all(server, c);
+    c.handle.info.lock().unwrap().multi = -1;
+    Reply::ok()
+}
+
+pub fn watch(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
+    if c.multi.is_some() {
+        return Reply::error("ERR WATCH inside MULTI is not allowed");
+    }
+    let mut st = server.shard.lock();
+    let now = now_ms();
+    let mut w = server.waiters.lock().unwrap();
+    for key in &a[1..] {
+        if c.watched.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        let alive = st.ks.exists(key, now);
+        w.watch(&mut st.ks, c.id(), key, &c.watch_dirty);
+        c.watched.push((key.clone(), alive));
+    }
+    c.handle.info.lock().unwrap().watch = c.watched.len();
+    Reply::ok()
+}
+
+pub fn unwatch_all(server: &Server, c: &mut ClientState) {
+    if !c.watched.is_empty() {
+        let mut st = server.shard.lock();
+        let mut w = server.waiters.lock().unwrap();
+        for (key, _) in c.watched.drain(..) {
+            w.unwatch(&mut st.ks, c.handle.id, &key);
+        }
+    }
+    c.watch_dirty.store(false, Ordering::SeqCst);
+    c.handle.info.lock().unwrap().watch = 0;
+}
+
+pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Reply {
+    let Some(queued) = c.multi.take() else {
+        return Reply::error("ERR EXEC without MULTI");
+    };
+    c.handle.info.lock().unwrap().multi = -1;
+    if std::mem::take(&mut c.multi_failed) {
+        unwatch_all(server, c);
+        return Reply::error("EXECABORT Transaction discarded because of previous errors.");
+    }
+    let mut st = server.shard.lock();
+    let now = now_ms();
+    // A watched key that changed, or that was alive when watched and has expired since.
+    let broken = c.watch_dirty.load(Ordering::SeqCst)
+        || c.watched
+            .iter()
+            .any(|(k, alive)| *alive && !st.ks.exists(k, now));
+    if broken {
+        drop(st);
+        unwatch_all(server, c);
+        return Reply::NilArray;
+    }
+    let is_data = |args: &Vec<Bytes>| {
+        cmd::lookup(&args[0]).is_some_and(|s| !matches!(s.handler, Handler::Server))
+    };
+    let data: Vec<Vec<Bytes>> = queued.iter().filter(|a| is_data(a)).cloned().collect();
+    let mut data_replies = if data.is_empty() {
+        Vec::new()
+    } else {
+        st.write(data, now)
+    }
+    .into_iter();
+    server.after_write(&mut st);
+    drop(st);
+    let mut replies = Vec::with_capacity(queued.len());
+    for args in queued {
+        if is_data(&args) {
+            replies.push(data_replies.next().expect("one reply per queued command"));
+        } else {
+            let spec = cmd::lookup(&args[0]).expect("checked when queued");
+            match super::run(server, c, spec, args) {
+                super::Flow::Reply(r) => replies.push(r),
+                super::Flow::Block(_) => replies.push(Reply::NilArray),
+            }
+        }
+    }
+    unwatch_all(server, c);
+    Reply::Array(replies)
+}

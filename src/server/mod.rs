@@ -1,0 +1,251 @@
+//! The RESP server: listener, connections, pipelining, MULTI/EXEC and WATCH, blocking
+//! pops, pub/sub, and the server-side commands (CLIENT, CONFIG, INFO, ...).
+//!
+//! Startup order: config, shard, listener, background tasks (cron). Shutdown is the
+//! reverse: stop accepting, signal connections, stop cron.
+
+pub mod client;
+pub mod commands;
+pub mod config;
+mod connection;
+mod dispatch;
+pub mod pubsub;
+pub mod slowlog;
+pub mod stats;
+pub mod waiters;
+
+use crate::shard::{now_ms, Shard, ShardSettings, ShardState};
+use client::Clients;
+use config::Config;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use waiters::Waiters;
+
+pub struct Server {
+    pub config: RwLock<Config>,
+    pub shard: Shard,
+    pub waiters: Mutex<Waiters>,
+    pub clients: Clients,
+    pub pubsub: pubsub::PubSub,
+    pub stats: stats::Stats,
+    pub slowlog: Mutex<slowlog::SlowLog>,
+    pub started: Instant,
+    pub run_id: String,
+    pub tcp_port: u16,
+    shutdown_tx: watch::Sender<bool>,
+    shutting_down: AtomicBool,
+}
+
+impl Server {
+    pub fn new(config: Config, tcp_port: u16) -> Arc<Server> {
+        let (shutdown_tx, _) = watch::channel(false);
+        let server = Arc::new(Server {
+            shard: Shard::new(),
+            waiters: Mutex::new(Waiters::default()),
+            clients: Clients::default(),
+            pubsub: pubsub::PubSub::default(),
+            stats: stats::Stats::default(),
+            slowlog: Mutex::new(slowlog::SlowLog::default()),
+            started: Instant::now(),
+            run_id: run_id(),
+            tcp_port,
+            config: RwLock::new(config),
+            shutdown_tx,
+            shutting_down: AtomicBool::new(false),
+        });
+        server.apply_config();
+        server
+    }
+
+    pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pushes settings the shard depends on after a config change.
+    pub fn apply_config(&self) {
+        let c = self.config().clone();
+        let mut st = self.shard.lock();
+        let mut s: ShardSettings = st.settings();
+        s.maxmemory = c.maxmemory;
+        s.policy = c.maxmemory_policy;
+        s.samples = c.maxmemory_samples;
+        s.access.lfu = c.maxmemory_policy.is_lfu();
+        s.access.lfu_log_factor = c.lfu_log_factor;
+        s.access.lfu_decay_time = c.lfu_decay_time;
+        s.limits.max_string_len = c.proto_max_bulk_len as usize;
+        st.set_settings(s);
+    }
+
+    /// Processes keys changed by the last write(s): marks WATCHers and serves blocked
+    /// clients in the order they blocked. Serving a client is itself a write that may
+    /// change more keys (BLMOVE), so this runs until nothing changes.
+    pub fn after_write(&self, st: &mut ShardState) {
+        loop {
+            let dirty = st.ks.take_dirty();
+            if dirty.is_empty() {
+                return;
+            }
+            let mut w = self.waiters.lock().unwrap();
+            let mut seen: Vec<&[u8]> = Vec::new();
+            for key in &dirty {
+                if seen.contains(&&key[..]) {
+                    continue;
+                }
+                seen.push(key);
+                for ticket in w.changed(key) {
+                    let Some(argv) = w.argv_of(ticket) else {
+                        continue;
+                    };
+                    let reply = st
+                        .write(vec![argv], now_ms())
+                        .pop()
+                        .expect("one reply per command");
+                    if dispatch::is_empty_pop(&reply) || reply.is_error() {
+                        break; // nothing left for the next in line either
+                    }
+                    if let Some(b) = w.unblock(&mut st.ks, ticket) {
+                        let _ = b.reply.send(reply);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let _ = self.shutdown_tx.send(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+}
+
+fn run_id() -> String {
+    let mut r = crate::keyspace::rng::Rng::new(crate::keyspace::rng::Rng::local_seed());
+    (0..40)
+        .map(|_| char::from_digit(r.below(16) as u32, 16).unwrap())
+        .collect()
+}
+
+/// Binds the configured addresses and serves until SHUTDOWN or a signal.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    let mut listeners = Vec::new();
+    for addr in &config.bind {
+        let l = TcpListener::bind((addr.as_str(), config.port)).await?;
+        tracing::info!(address = %l.local_addr()?, "listening");
+        listeners.push(l);
+    }
+    let port = listeners
+        .first()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .transpose()?
+        .unwrap_or(config.port);
+    let server = Server::new(config, port);
+    serve(server, listeners).await
+}
+
+/// Serves on already-bound listeners.
+pub async fn serve(server: Arc<Server>, listeners: Vec<TcpListener>) -> std::io::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in listeners {
+        tasks.spawn(accept_loop(server.clone(), l));
+    }
+    tasks.spawn(cron(server.clone()));
+    let mut shutdown = server.shutdown_signal();
+    tokio::select! {
+        _ = shutdown.wait_for(|&s| s) => {}
+        _ = signal() => {
+            tracing::info!("signal received, shutting down");
+            server.shutdown();
+        }
+    }
+    tasks.abort_all();
+    // Connections see the shutdown signal and close; give them a moment to flush.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.clients.count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!("shardis is now ready to exit, bye bye...");
+    Ok(())
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    loop {
+        let (socket, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        server
+            .stats
+            .connections_received
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = socket.set_nodelay(true);
+        tokio::spawn(connection::handle(server.clone(), socket, addr));
+    }
+}
+
+/// Background work at `hz`: active expiry and idle-client timeouts.
+async fn cron(server: Arc<Server>) {
+    loop {
+        let hz = server.config().hz.clamp(1, 500);
+        let period = Duration::from_millis(1000 / hz as u64);
+        tokio::time::sleep(period).await;
+        let s = server.clone();
+        // Active expiry: at most 25% of the cycle's time, as Redis.
+        let deleted = tokio::task::spawn_blocking(move || s.shard.active_expire_cycle(period / 4))
+            .await
+            .unwrap_or(0);
+        if deleted > 0 {
+            let mut st = server.shard.lock();
+            server.after_write(&mut st);
+        }
+        let timeout = server.config().timeout;
+        if timeout > 0 {
+            for c in server.clients.all() {
+                let idle = c
+                    .info
+                    .lock()
+                    .unwrap()
+                    .last_interaction
+                    .unwrap_or(c.created)
+                    .elapsed();
+                let exempt = {
+                    let i = c.info.lock().unwrap();
+                    i.blocked || i.sub + i.psub + i.ssub > 0
+                };
+                if !exempt && idle.as_secs() > timeout {
+                    c.kill();
+                }
+            }
+        }
+    }
+}
