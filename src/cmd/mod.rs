@@ -224,3 +224,87 @@ mod tests {
         assert!(lookup(b"nosuchcommand").is_none());
     }
 }
+
+/// Running commands in unit tests the way the server does: writes through [`apply`]
+/// (at time `now`, fixed seed), reads through [`execute_read`].
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+    use bytes::Bytes;
+
+    pub fn run(ks: &mut Keyspace, now: u64, args: &[&str]) -> Reply {
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        run_bytes(ks, now, &argv)
+    }
+
+    pub fn run_bytes(ks: &mut Keyspace, now: u64, args: &[&[u8]]) -> Reply {
+        let argv: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+        let spec = match check(&argv) {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        match spec.handler {
+            Handler::Read(_) => execute_read(
+                ks,
+                &mut ReadCtx {
+                    now,
+                    rng: Rng::new(7),
+                    no_touch: false,
+                },
+                spec,
+                &argv,
+            ),
+            _ => {
+                let entry = WriteEntry {
+                    time_ms: now,
+                    seed: 7,
+                    op: Op::Exec(vec![argv]),
+                };
+                apply(ks, &entry, ApplyLimits::default()).pop().unwrap()
+            }
+        }
+    }
+
+    /// A bulk reply's bytes as a string, for assertions.
+    pub fn bulk(s: &str) -> Reply {
+        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod string_tests {
+    use super::testing::*;
+    use crate::keyspace::Keyspace;
+    use crate::resp::Reply;
+
+    #[test]
+    fn set_get_with_expiry() {
+        let mut ks = Keyspace::new();
+        assert_eq!(
+            run(&mut ks, 1000, &["SET", "k", "v", "PX", "100"]),
+            Reply::ok()
+        );
+        assert_eq!(run(&mut ks, 1099, &["GET", "k"]), bulk("v"));
+        assert_eq!(run(&mut ks, 1100, &["GET", "k"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, 1100, &["SET", "k", "w", "NX", "GET"]),
+            Reply::Nil
+        );
+        assert_eq!(
+            run(&mut ks, 1100, &["SET", "k", "x", "XX", "GET"]),
+            bulk("w")
+        );
+        assert_eq!(
+            run(&mut ks, 1100, &["SET", "k", "x", "EX", "0"]),
+            Reply::error("ERR invalid expire time in 'set' command")
+        );
+        assert_eq!(
+            run(&mut ks, 1100, &["SET", "k", "x", "EX", "1", "PX", "1"]),
+            Reply::error("ERR syntax error")
+        );
+        assert_eq!(
+            run(&mut ks, 1100, &["SET", "k"]),
+            Reply::error("ERR wrong number of arguments for 'set' command")
+        );
+    }
+}
