@@ -9,7 +9,7 @@ use super::waiters::Blocked;
 use super::Server;
 use crate::cmd::{self, flags, CommandSpec, Handler, ReadCtx};
 use crate::resp::Reply;
-use crate::shard::{now_ms, OOM};
+use crate::shard::OOM;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -128,7 +128,7 @@ fn reject(
     }
     if spec.has(flags::DENYOOM) && server.config().maxmemory > 0 {
         let mut st = server.shard.lock();
-        let ok = st.make_room(now_ms());
+        let ok = st.make_room();
         server.after_write(&mut st);
         if !ok {
             return Some(Reply::error(OOM));
@@ -147,14 +147,14 @@ fn run(
         Handler::Server => commands::run(server, c, spec, args),
         Handler::Read(_) => {
             let st = server.shard.lock();
-            let mut ctx = ReadCtx::new(now_ms());
+            let mut ctx = ReadCtx::new(st.now());
             ctx.no_touch = c.no_touch;
             Flow::Reply(cmd::execute_read(&st.ks, &mut ctx, spec, &args))
         }
         Handler::Write(_) => {
             let mut st = server.shard.lock();
             let reply = st
-                .write(vec![args.clone()], now_ms())
+                .write(vec![args.clone()])
                 .pop()
                 .expect("one reply per command");
             server.after_write(&mut st);

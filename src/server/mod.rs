@@ -14,7 +14,7 @@ pub mod slowlog;
 pub mod stats;
 pub mod waiters;
 
-use crate::shard::{now_ms, Shard, ShardSettings, ShardState};
+use crate::shard::{Shard, ShardSettings, ShardState};
 use client::Clients;
 use config::Config;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,10 +99,7 @@ impl Server {
                     let Some(argv) = w.argv_of(ticket) else {
                         continue;
                     };
-                    let reply = st
-                        .write(vec![argv], now_ms())
-                        .pop()
-                        .expect("one reply per command");
+                    let reply = st.write(vec![argv]).pop().expect("one reply per command");
                     if dispatch::is_empty_pop(&reply) || reply.is_error() {
                         break; // nothing left for the next in line either
                     }

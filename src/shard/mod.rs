@@ -18,15 +18,45 @@ use crate::keyspace::Keyspace;
 use crate::resp::Reply;
 use bytes::Bytes;
 use proto::{Op, WriteEntry};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Wall-clock unix milliseconds: the leader's clock, stamped into entries.
+/// Wall-clock unix milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The leader's clock, stamped into entries; injectable so TTL tests run on a manual
+/// clock instead of sleeping.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    pub fn manual(start_ms: u64) -> Clock {
+        Clock::Manual(Arc::new(AtomicU64::new(start_ms)))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Moves a manual clock forward (no effect on the system clock).
+    pub fn advance(&self, ms: u64) {
+        if let Clock::Manual(t) = self {
+            t.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Settings of the write path that may change at run time (CONFIG SET).
@@ -57,6 +87,10 @@ pub struct Shard {
 
 pub struct ShardState {
     pub ks: Keyspace,
+    clock: Clock,
+    /// Bytes in use, compared with maxmemory: the process's counting allocator in
+    /// production, a function of the keyspace in tests.
+    memory: fn(&Keyspace) -> usize,
     settings: ShardSettings,
     seeds: Rng,
     pool: EvictionPool,
@@ -75,9 +109,16 @@ impl Default for Shard {
 
 impl Shard {
     pub fn new() -> Shard {
+        Shard::with(Clock::System, |_| used_memory())
+    }
+
+    /// A shard on a given clock and memory gauge (tests inject both).
+    pub fn with(clock: Clock, memory: fn(&Keyspace) -> usize) -> Shard {
         Shard {
             state: Mutex::new(ShardState {
                 ks: Keyspace::new(),
+                clock,
+                memory,
                 settings: ShardSettings::default(),
                 seeds: Rng::new(Rng::local_seed()),
                 pool: EvictionPool::new(),
@@ -100,7 +141,7 @@ impl Shard {
         let mut deleted = 0;
         loop {
             let mut st = self.lock();
-            let now = now_ms();
+            let now = st.now();
             let sample = KEYS_PER_LOOP.min(st.ks.volatile_len());
             if sample == 0 {
                 break;
@@ -118,7 +159,7 @@ impl Shard {
             }
             let n = expired.len();
             if n > 0 {
-                st.propose(Op::ExpireKeys(expired), now);
+                st.propose(Op::ExpireKeys(expired));
                 deleted += n;
             }
             drop(st);
@@ -140,11 +181,16 @@ impl ShardState {
         self.ks.access_config = s.access;
     }
 
-    /// The write path: stamps `now` and a fresh seed into an entry, applies it and
+    /// The shard's clock: the time writes are stamped with and reads judge TTLs by.
+    pub fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The write path: stamps the time and a fresh seed into an entry, applies it and
     /// returns apply's replies.
-    pub fn propose(&mut self, op: Op, now: u64) -> Vec<Reply> {
+    pub fn propose(&mut self, op: Op) -> Vec<Reply> {
         let entry = WriteEntry {
-            time_ms: now,
+            time_ms: self.now(),
             seed: self.seeds.next_u64(),
             op,
         };
@@ -153,23 +199,25 @@ impl ShardState {
     }
 
     /// Runs commands (one, or a MULTI block) as one atomic entry.
-    pub fn write(&mut self, cmds: Vec<Vec<Bytes>>, now: u64) -> Vec<Reply> {
-        self.propose(Op::Exec(cmds), now)
+    pub fn write(&mut self, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
+        self.propose(Op::Exec(cmds))
     }
 
     /// Redis's performEvictions, run before a command when maxmemory is set: evicts
     /// through the write path until used memory is under the limit. Returns false if
     /// it could not get under (the caller refuses denyoom commands with OOM).
-    pub fn make_room(&mut self, now: u64) -> bool {
+    pub fn make_room(&mut self) -> bool {
         let s = self.settings;
-        if s.maxmemory == 0 || used_memory() as u64 <= s.maxmemory {
+        let used = self.memory;
+        if s.maxmemory == 0 || used(&self.ks) as u64 <= s.maxmemory {
             return true;
         }
         if s.policy == EvictionPolicy::NoEviction {
             return false;
         }
         let mut rng = Rng::new(self.seeds.next_u64());
-        while used_memory() as u64 > s.maxmemory {
+        let now = self.now();
+        while used(&self.ks) as u64 > s.maxmemory {
             let victim = choose_victim(
                 &self.ks,
                 &mut self.pool,
@@ -181,11 +229,110 @@ impl ShardState {
             );
             match victim {
                 Some(k) => {
-                    self.propose(Op::EvictKeys(vec![Bytes::copy_from_slice(&k)]), now);
+                    self.propose(Op::EvictKeys(vec![Bytes::copy_from_slice(&k)]));
                 }
                 None => return false,
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard_at(t: u64) -> (Shard, Clock) {
+        let clock = Clock::manual(t);
+        (Shard::with(clock.clone(), |ks| ks.len() * 100), clock)
+    }
+
+    fn argv(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn active_expiry_deletes_through_the_write_path_on_a_manual_clock() {
+        let (shard, clock) = shard_at(1_000_000);
+        {
+            let mut st = shard.lock();
+            for i in 0..200 {
+                let k = format!("k{i}");
+                let cmd = if i % 2 == 0 {
+                    argv(&["SET", &k, "v", "PX", "100"])
+                } else {
+                    argv(&["SET", &k, "v"])
+                };
+                st.write(vec![cmd]);
+            }
+            assert_eq!(st.ks.volatile_len(), 100);
+        }
+        // Nothing is due yet: a cycle deletes nothing.
+        assert_eq!(shard.active_expire_cycle(Duration::from_secs(1)), 0);
+        clock.advance(100);
+        let applied_before = shard.lock().applied;
+        let mut deleted = 0;
+        for _ in 0..100 {
+            deleted += shard.active_expire_cycle(Duration::from_secs(1));
+            if shard.lock().ks.volatile_len() == 0 {
+                break;
+            }
+        }
+        let st = shard.lock();
+        assert_eq!(deleted, 100);
+        assert_eq!(st.ks.len(), 100);
+        assert_eq!(
+            st.ks
+                .stats
+                .expired_keys
+                .load(std::sync::atomic::Ordering::Relaxed),
+            100
+        );
+        assert!(
+            st.applied > applied_before,
+            "expiry went through the write path"
+        );
+    }
+
+    #[test]
+    fn eviction_gets_under_maxmemory_and_noeviction_refuses() {
+        let (shard, _clock) = shard_at(5_000_000);
+        let mut st = shard.lock();
+        for i in 0..100 {
+            st.write(vec![argv(&["SET", &format!("k{i}"), "v"])]);
+        }
+        let mut s = st.settings();
+        s.maxmemory = 5_000; // the test gauge is 100 bytes a key
+        s.policy = EvictionPolicy::NoEviction;
+        st.set_settings(s);
+        assert!(!st.make_room());
+        assert_eq!(st.ks.len(), 100);
+        for policy in [
+            EvictionPolicy::AllKeysLru,
+            EvictionPolicy::AllKeysLfu,
+            EvictionPolicy::AllKeysRandom,
+        ] {
+            s.policy = policy;
+            s.access.lfu = policy.is_lfu();
+            st.set_settings(s);
+            assert!(st.make_room(), "{policy:?}");
+            assert_eq!(st.ks.len() as u64, s.maxmemory / 100, "{policy:?}");
+            s.maxmemory = s.maxmemory * 8 / 10;
+        }
+        // volatile-*: only keys with a TTL may go; with none, eviction fails.
+        s.policy = EvictionPolicy::VolatileLru;
+        s.maxmemory = 100;
+        st.set_settings(s);
+        assert!(!st.make_room());
+        assert_eq!(
+            st.ks
+                .stats
+                .evicted_keys
+                .load(std::sync::atomic::Ordering::Relaxed),
+            50 + 10 + 8
+        );
     }
 }

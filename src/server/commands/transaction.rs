@@ -9,7 +9,6 @@ use super::super::client::ClientState;
 use super::super::Server;
 use crate::cmd::{self, Handler};
 use crate::resp::Reply;
-use crate::shard::now_ms;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 
@@ -38,7 +37,7 @@ pub fn watch(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
         return Reply::error("ERR WATCH inside MULTI is not allowed");
     }
     let mut st = server.shard.lock();
-    let now = now_ms();
+    let now = st.now();
     let mut w = server.waiters.lock().unwrap();
     for key in &a[1..] {
         if c.watched.iter().any(|(k, _)| k == key) {
@@ -74,7 +73,7 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Reply {
         return Reply::error("EXECABORT Transaction discarded because of previous errors.");
     }
     let mut st = server.shard.lock();
-    let now = now_ms();
+    let now = st.now();
     // A watched key that changed, or that was alive when watched and has expired since.
     let broken = c.watch_dirty.load(Ordering::SeqCst)
         || c.watched
@@ -92,7 +91,7 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Reply {
     let mut data_replies = if data.is_empty() {
         Vec::new()
     } else {
-        st.write(data, now)
+        st.write(data)
     }
     .into_iter();
     server.after_write(&mut st);
