@@ -18,6 +18,9 @@ pub mod sets;
 pub mod strings;
 pub mod zsets;
 
+#[cfg(test)]
+mod determinism;
+
 use crate::keyspace::rng::Rng;
 use crate::keyspace::Keyspace;
 use crate::resp::Reply;
