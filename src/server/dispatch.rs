@@ -95,6 +95,8 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
         c.handle.info.lock().unwrap().multi = queued.len() as i64;
         return Flow::Reply(Reply::simple("QUEUED"));
     }
+    // CLIENT LIST/INFO show the running command as `cmd=`, as Redis does.
+    c.handle.info.lock().unwrap().last_cmd = spec.name.to_string();
     let flow = run(server, c, container, args.clone());
     let usec = start.elapsed().as_micros() as u64;
     let error = match &flow {
@@ -118,11 +120,7 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
             .unwrap()
             .push(usec, &args, c.handle.addr.to_string(), name, max);
     }
-    {
-        let mut info = c.handle.info.lock().unwrap();
-        info.last_cmd = spec.name.to_string();
-        info.last_interaction = Some(Instant::now());
-    }
+    c.handle.info.lock().unwrap().last_interaction = Some(Instant::now());
     flow
 }
 

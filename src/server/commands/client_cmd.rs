@@ -70,10 +70,13 @@ pub fn run(server: &Server, c: &mut ClientState, sub: &str, a: &[Bytes]) -> Repl
                 c.reply_skip_next = false;
                 Reply::ok()
             } else if args::is(&a[2], "off") {
+                // Takes effect at once: OFF itself gets no reply.
                 c.reply_off = true;
                 Reply::ok()
             } else if args::is(&a[2], "skip") {
+                // Neither SKIP nor the next command get a reply.
                 if !c.reply_off {
+                    c.reply_skip = true;
                     c.reply_skip_next = true;
                 }
                 Reply::ok()

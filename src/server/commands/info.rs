@@ -108,7 +108,13 @@ fn server_section(server: &Server) -> Fields {
         ("process_supervised", "no".into()),
         ("run_id", server.run_id.clone()),
         ("tcp_port", server.tcp_port.to_string()),
-        ("server_time_usec", (now * 1000).to_string()),
+        (
+            "server_time_usec",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros())
+                .to_string(),
+        ),
         ("uptime_in_seconds", uptime.to_string()),
         ("uptime_in_days", (uptime / 86400).to_string()),
         ("hz", c.hz.to_string()),

@@ -89,3 +89,158 @@ pub fn disconnect(server: &Server, c: &mut ClientState) {
     transaction::unwatch_all(server, c);
     connection::unsubscribe_all(server, c);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::ClientState;
+    use super::super::config::Config;
+    use super::super::dispatch::{self, Flow};
+    use super::super::Server;
+    use crate::resp::Reply;
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    fn call(server: &std::sync::Arc<Server>, c: &mut ClientState, v: &[&str]) -> Vec<Reply> {
+        let args = v
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        match dispatch::command(server, c, args) {
+            Flow::Reply(r) => vec![r],
+            Flow::Replies(rs) => rs,
+            Flow::Block(_) => panic!("blocked"),
+        }
+    }
+
+    fn push(kind: &str, ch: Option<&str>, n: i64) -> Reply {
+        Reply::Push(vec![
+            Reply::bulk(kind),
+            ch.map_or(Reply::Nil, Reply::bulk),
+            Reply::Int(n),
+        ])
+    }
+
+    #[test]
+    fn subscriptions_through_the_dispatcher() {
+        let server = Server::new(Config::default(), 7651);
+        let addr = "127.0.0.1:4000".parse().unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let mut c = ClientState::new(server.clients.register(addr, addr, tx), true);
+        assert_eq!(
+            call(&server, &mut c, &["SUBSCRIBE", "a", "b", "a"]),
+            vec![
+                push("subscribe", Some("a"), 1),
+                push("subscribe", Some("b"), 2),
+                push("subscribe", Some("a"), 2)
+            ]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["PSUBSCRIBE", "p*"]),
+            vec![push("psubscribe", Some("p*"), 3)]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["SSUBSCRIBE", "s"]),
+            vec![push("ssubscribe", Some("s"), 1)]
+        );
+        assert_eq!(c.handle.info.lock().unwrap().flags(), "P");
+        // RESP2 subscribed mode names the subcommand in its refusal.
+        assert_eq!(
+            call(&server, &mut c, &["PUBSUB", "NUMPAT"]),
+            vec![Reply::error("ERR Can't execute 'pubsub|numpat': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["PUBSUB", "foo"]),
+            vec![Reply::error(
+                "ERR unknown subcommand 'foo'. Try PUBSUB HELP."
+            )]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["UNSUBSCRIBE"]),
+            vec![
+                push("unsubscribe", Some("a"), 2),
+                push("unsubscribe", Some("b"), 1)
+            ]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["SUNSUBSCRIBE", "s", "t"]),
+            vec![
+                push("sunsubscribe", Some("s"), 0),
+                push("sunsubscribe", Some("t"), 0)
+            ]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["PUNSUBSCRIBE"]),
+            vec![push("punsubscribe", Some("p*"), 0)]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["UNSUBSCRIBE"]),
+            vec![push("unsubscribe", None, 0)]
+        );
+        assert_eq!(server.pubsub.numpat(), 0);
+        assert_eq!(
+            call(&server, &mut c, &["PUBLISH", "a", "x"]),
+            vec![Reply::Int(0)]
+        );
+    }
+
+    #[test]
+    fn client_commands_and_stats_by_subcommand() {
+        let server = Server::new(Config::default(), 7651);
+        let addr = "127.0.0.1:4001".parse().unwrap();
+        let mut c = ClientState::new(
+            server.clients.register(addr, addr, mpsc::channel(1).0),
+            true,
+        );
+        let id = c.id() as i64;
+        assert_eq!(
+            call(&server, &mut c, &["CLIENT", "ID"]),
+            vec![Reply::Int(id)]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["client", "setname", "me"]),
+            vec![Reply::ok()]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["CLIENT", "GETNAME"]),
+            vec![Reply::bulk("me")]
+        );
+        let Reply::Bulk(line) = &call(&server, &mut c, &["CLIENT", "INFO"])[0] else {
+            panic!("bulk")
+        };
+        let line = std::str::from_utf8(line).unwrap();
+        assert!(line.contains(" name=me ") && line.contains(" cmd=client|info "));
+        assert_eq!(
+            call(&server, &mut c, &["CLIENT", "NO-TOUCH", "on"]),
+            vec![Reply::ok()]
+        );
+        assert!(c.no_touch);
+        let stats = server.stats.commands.lock().unwrap().clone();
+        assert_eq!(stats["client|id"].calls, 1);
+        assert!(!stats.contains_key("client"));
+        // MULTI refuses SHUTDOWN (no_multi) and EXEC then aborts.
+        call(&server, &mut c, &["MULTI"]);
+        assert_eq!(
+            call(&server, &mut c, &["SHUTDOWN"]),
+            vec![Reply::error("ERR Command not allowed inside a transaction")]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["EXEC"]),
+            vec![Reply::error(
+                "EXECABORT Transaction discarded because of previous errors."
+            )]
+        );
+        // Killing oneself answers, then closes.
+        assert_eq!(
+            call(
+                &server,
+                &mut c,
+                &["CLIENT", "KILL", "ID", &id.to_string(), "SKIPME", "no"]
+            ),
+            vec![Reply::Int(1)]
+        );
+        assert!(c.closing);
+        assert!(!server.is_shutting_down());
+        assert_eq!(call(&server, &mut c, &["SHUTDOWN", "NOSAVE"]), vec![]);
+        assert!(server.is_shutting_down());
+    }
+}
