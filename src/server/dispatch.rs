@@ -84,16 +84,15 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
         server.stats.reject(spec.name, &reply);
         return Flow::Reply(reply);
     }
-    if c.multi.is_some()
-        && !matches!(
+    if let Some(queued) = c.multi.as_mut() {
+        if !matches!(
             spec.name,
             "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
-        )
-    {
-        let queued = c.multi.as_mut().unwrap();
-        queued.push(args);
-        c.handle.info.lock().unwrap().multi = queued.len() as i64;
-        return Flow::Reply(Reply::simple("QUEUED"));
+        ) {
+            queued.push(args);
+            c.handle.info.lock().unwrap().multi = queued.len() as i64;
+            return Flow::Reply(Reply::simple("QUEUED"));
+        }
     }
     // CLIENT LIST/INFO show the running command as `cmd=`, as Redis does.
     c.handle.info.lock().unwrap().last_cmd = spec.name.to_string();
@@ -139,9 +138,7 @@ fn reject(server: &Server, c: &mut ClientState, spec: &CommandSpec) -> Option<Re
         ));
     }
     if c.multi.is_some() && spec.has(flags::NO_MULTI) {
-        return Some(Reply::Error(
-            format!("ERR Command not allowed inside a transaction").into(),
-        ));
+        return Some(Reply::error("ERR Command not allowed inside a transaction"));
     }
     if spec.has(flags::DENYOOM) && server.config().maxmemory > 0 {
         let mut st = server.shard.lock();

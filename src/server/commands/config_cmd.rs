@@ -70,7 +70,7 @@ fn set_failed(name: &[u8], reason: &str) -> Reply {
 /// checked first (unknown, immutable, repeated), then values are applied to `c`; on
 /// error `c` may be half changed, so callers set a copy.
 pub fn set(c: &mut Config, a: &[Bytes]) -> Result<(), Reply> {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         return Err(CmdError::WrongArity("config|set".into()).reply());
     }
     let pairs: Vec<(&Bytes, &Bytes)> = a[2..].chunks(2).map(|p| (&p[0], &p[1])).collect();
