@@ -103,6 +103,35 @@ pub fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
     )
 }
 
+/// A known subcommand with a wrong number or shape of arguments:
+/// `ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. Try PUBSUB HELP.`
+pub fn subcommand_syntax(cmd: &str, sub: &[u8]) -> Reply {
+    Reply::Error(
+        format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+            truncate(&String::from_utf8_lossy(sub)),
+            cmd.to_ascii_uppercase()
+        )
+        .into(),
+    )
+}
+
+/// The reply of a HELP subcommand: a title line, the given lines, and the HELP entry
+/// every container ends with, as status replies.
+pub fn help(cmd: &str, lines: &[&str]) -> Reply {
+    let mut out = vec![Reply::Simple(
+        format!(
+            "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            cmd.to_ascii_uppercase()
+        )
+        .into(),
+    )];
+    out.extend(lines.iter().map(|l| Reply::Simple(l.to_string().into())));
+    out.push(Reply::simple("HELP"));
+    out.push(Reply::simple("    Prints this help."));
+    Reply::Array(out)
+}
+
 fn truncate(s: &str) -> String {
     // Redis: "%.128s"
     s.chars().take(128).collect()

@@ -142,6 +142,11 @@ pub struct CommandSpec {
     pub summary: &'static str,
     pub handler: Handler,
     pub subcommands: &'static [CommandSpec],
+    /// Command tips for COMMAND INFO (`nondeterministic_output`, `request_policy:...`).
+    pub tips: &'static [&'static str],
+    /// Key-spec flags for COMMAND INFO (`RO`, `RW`, `OW`, `RM`, `access`, `update`,
+    /// `insert`, `delete`, `not_key`); empty: derived from the command's flags.
+    pub key_flags: &'static [&'static str],
 }
 
 impl CommandSpec {
@@ -165,6 +170,8 @@ impl CommandSpec {
             summary: "",
             handler,
             subcommands: &[],
+            tips: &[],
+            key_flags: &[],
         }
     }
 

@@ -39,7 +39,41 @@ pub struct ClientInfo {
     pub watch: usize,
     pub qbuf: usize,
     pub blocked: bool,
-    pub flags: String,
+    /// CLIENT NO-EVICT on (flag `e`).
+    pub no_evict: bool,
+    /// CLIENT NO-TOUCH on (flag `T`).
+    pub no_touch: bool,
+}
+
+impl ClientInfo {
+    /// CLIENT LIST's `flags=`, in Redis's order; `N` when none applies.
+    pub fn flags(&self) -> String {
+        let mut f = String::new();
+        if self.sub + self.psub + self.ssub > 0 {
+            f.push('P');
+        }
+        if self.multi >= 0 {
+            f.push('x');
+        }
+        if self.blocked {
+            f.push('b');
+        }
+        if self.no_evict {
+            f.push('e');
+        }
+        if self.no_touch {
+            f.push('T');
+        }
+        if f.is_empty() {
+            f.push('N');
+        }
+        f
+    }
+
+    /// Whether CLIENT LIST TYPE / CLIENT KILL TYPE `pubsub` applies (else `normal`).
+    pub fn is_pubsub(&self) -> bool {
+        self.sub + self.psub + self.ssub > 0
+    }
 }
 
 impl ClientHandle {
@@ -61,11 +95,7 @@ impl ClientHandle {
             .last_interaction
             .map(|t| now.duration_since(t).as_secs())
             .unwrap_or(age);
-        let flags = if i.flags.is_empty() {
-            "N".to_string()
-        } else {
-            i.flags.clone()
-        };
+        let flags = i.flags();
         format!(
             "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
@@ -112,6 +142,7 @@ impl Clients {
             push,
             info: Mutex::new(ClientInfo {
                 resp: 2,
+                multi: -1,
                 ..Default::default()
             }),
         });
@@ -159,6 +190,12 @@ pub struct ClientState {
     pub no_touch: bool,
     /// Close after writing the pending replies (QUIT, protocol error).
     pub closing: bool,
+    /// CLIENT REPLY OFF.
+    pub reply_off: bool,
+    /// CLIENT REPLY SKIP: drop the reply of the command after it...
+    pub reply_skip_next: bool,
+    /// ...which is the current one when this is set.
+    pub reply_skip: bool,
 }
 
 impl ClientState {
@@ -177,7 +214,18 @@ impl ClientState {
             no_evict: false,
             no_touch: false,
             closing: false,
+            reply_off: false,
+            reply_skip_next: false,
+            reply_skip: false,
         }
+    }
+
+    /// Called once after each command: whether its replies are dropped (CLIENT REPLY
+    /// OFF, or SKIP on the previous command), and moves a SKIP on to the next command.
+    pub fn replies_suppressed(&mut self) -> bool {
+        let silent = self.reply_off || self.reply_skip;
+        self.reply_skip = std::mem::take(&mut self.reply_skip_next);
+        silent
     }
 
     pub fn id(&self) -> u64 {

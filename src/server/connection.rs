@@ -76,8 +76,22 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                     if args.is_empty() {
                         continue;
                     }
-                    match dispatch::command(&server, &mut client, args) {
+                    let flow = dispatch::command(&server, &mut client, args);
+                    // Messages the command itself published to this client go first,
+                    // as Redis writes them before the PUBLISH reply.
+                    while let Ok(msg) = push_rx.try_recv() {
+                        encode(&msg, client.proto, &mut out);
+                    }
+                    // CLIENT REPLY OFF|SKIP: the command ran, its answer is dropped.
+                    let silent = client.replies_suppressed();
+                    match flow {
+                        Flow::Reply(_) | Flow::Replies(_) if silent => {}
                         Flow::Reply(r) => encode(&r, client.proto, &mut out),
+                        Flow::Replies(rs) => {
+                            for r in &rs {
+                                encode(r, client.proto, &mut out);
+                            }
+                        }
                         Flow::Block(wait) => {
                             // Earlier pipelined replies go out before we wait.
                             if write_out(&server, &mut socket, &mut out).await.is_err() {

@@ -11,7 +11,6 @@ use crate::cmd::{self, flags, CommandSpec, Handler, ReadCtx};
 use crate::resp::Reply;
 use crate::shard::OOM;
 use bytes::Bytes;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -19,6 +18,9 @@ use tokio::sync::oneshot;
 /// What the connection does after a command.
 pub enum Flow {
     Reply(Reply),
+    /// Several replies for one command (SUBSCRIBE confirms each channel), or none
+    /// (SHUTDOWN closes without answering).
+    Replies(Vec<Reply>),
     /// A blocking pop found nothing: wait for a key change or the timeout.
     Block(BlockWait),
 }
@@ -50,38 +52,61 @@ fn allowed_when_subscribed(name: &str) -> bool {
     )
 }
 
+/// The subcommand's spec for a container command (`client|list`), or the command's
+/// own: flags, stats and error texts are per subcommand, as in Redis.
+fn effective_spec(spec: &'static CommandSpec, args: &[Bytes]) -> &'static CommandSpec {
+    if spec.subcommands.is_empty() || args.len() < 2 {
+        return spec;
+    }
+    cmd::lookup_sub(spec, &args[1]).unwrap_or(spec)
+}
+
 /// Runs one command for a client.
 pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> Flow {
     let start = Instant::now();
-    let spec = match cmd::check(&args) {
+    let container = match cmd::check(&args) {
         Ok(s) => s,
         Err(reply) => {
             c.flag_multi_error();
-            server
-                .stats
-                .total_error_replies
-                .fetch_add(1, Ordering::Relaxed);
+            server.stats.error_reply(&reply);
             return Flow::Reply(reply);
         }
     };
-    if let Some(reply) = reject(server, c, spec, &args) {
+    let spec = effective_spec(container, &args);
+    if !container.subcommands.is_empty() && args.len() >= 2 && std::ptr::eq(spec, container) {
         c.flag_multi_error();
-        server.stats.reject(spec.name);
+        let reply = cmd::error::unknown_subcommand(container.name, &args[1]);
+        server.stats.error_reply(&reply);
         return Flow::Reply(reply);
     }
-    if c.multi.is_some()
-        && !matches!(
+    if let Some(reply) = reject(server, c, spec) {
+        c.flag_multi_error();
+        server.stats.reject(spec.name, &reply);
+        return Flow::Reply(reply);
+    }
+    if let Some(queued) = c.multi.as_mut() {
+        if !matches!(
             spec.name,
             "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
-        )
-    {
-        c.multi.as_mut().unwrap().push(args);
-        return Flow::Reply(Reply::simple("QUEUED"));
+        ) {
+            queued.push(args);
+            c.handle.info.lock().unwrap().multi = queued.len() as i64;
+            return Flow::Reply(Reply::simple("QUEUED"));
+        }
     }
-    let flow = run(server, c, spec, args.clone());
+    // CLIENT LIST/INFO show the running command as `cmd=`, as Redis does.
+    c.handle.info.lock().unwrap().last_cmd = spec.name.to_string();
+    let flow = run(server, c, container, args.clone());
     let usec = start.elapsed().as_micros() as u64;
-    let failed = matches!(&flow, Flow::Reply(r) if r.is_error());
-    server.stats.record(spec.name, usec, failed);
+    let error = match &flow {
+        Flow::Reply(r) => r.is_error().then_some(r),
+        Flow::Replies(rs) => rs.iter().find(|r| r.is_error()),
+        Flow::Block(_) => None,
+    };
+    server.stats.record(spec.name, usec, error);
+    server
+        .stats
+        .track_memory_peak(crate::keyspace::memory::used_memory() as u64);
     let slower_than = server.config().slowlog_log_slower_than;
     if slower_than >= 0 && usec >= slower_than as u64 && !spec.has(flags::SKIP_SLOWLOG) {
         let (max, name) = (
@@ -94,21 +119,12 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
             .unwrap()
             .push(usec, &args, c.handle.addr.to_string(), name, max);
     }
-    {
-        let mut info = c.handle.info.lock().unwrap();
-        info.last_cmd = spec.name.to_string();
-        info.last_interaction = Some(Instant::now());
-    }
+    c.handle.info.lock().unwrap().last_interaction = Some(Instant::now());
     flow
 }
 
 /// The checks that refuse a command before it runs (and flag a MULTI as failed).
-fn reject(
-    server: &Server,
-    c: &mut ClientState,
-    spec: &CommandSpec,
-    args: &[Bytes],
-) -> Option<Reply> {
+fn reject(server: &Server, c: &mut ClientState, spec: &CommandSpec) -> Option<Reply> {
     if !c.authenticated && !spec.has(flags::NO_AUTH) {
         return Some(Reply::error("NOAUTH Authentication required."));
     }
@@ -116,15 +132,13 @@ fn reject(
         return Some(Reply::Error(
             format!(
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                cmd::args::lower(&args[0])
+                spec.name
             )
             .into(),
         ));
     }
     if c.multi.is_some() && spec.has(flags::NO_MULTI) {
-        return Some(Reply::Error(
-            format!("ERR Command not allowed inside a transaction").into(),
-        ));
+        return Some(Reply::error("ERR Command not allowed inside a transaction"));
     }
     if spec.has(flags::DENYOOM) && server.config().maxmemory > 0 {
         let mut st = server.shard.lock();

@@ -1,6 +1,7 @@
-//! Server counters for INFO stats and INFO commandstats.
+//! Server counters for INFO stats, commandstats and errorstats.
 
-use std::collections::HashMap;
+use crate::resp::Reply;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -12,10 +13,15 @@ pub struct Stats {
     pub net_input_bytes: AtomicU64,
     pub net_output_bytes: AtomicU64,
     pub total_error_replies: AtomicU64,
+    /// The highest used_memory seen after a command (INFO used_memory_peak).
+    pub memory_peak: AtomicU64,
+    /// Per command (full name, `client|list` for subcommands).
     pub commands: Mutex<HashMap<&'static str, CommandStats>>,
+    /// Error replies by their prefix (`ERR`, `WRONGTYPE`, ...), for INFO errorstats.
+    pub errors: Mutex<BTreeMap<String, u64>>,
 }
 
-#[derive(Default, Clone, Copy, Debug)]
+#[derive(Default, Clone, Copy, Debug, PartialEq)]
 pub struct CommandStats {
     pub calls: u64,
     pub usec: u64,
@@ -23,29 +29,61 @@ pub struct CommandStats {
     pub failed_calls: u64,
 }
 
+/// The error code Redis files an error reply under: its first word.
+fn error_code(reply: &Reply) -> Option<&str> {
+    match reply {
+        Reply::Error(t) => Some(t.split(' ').next().unwrap_or("")),
+        _ => None,
+    }
+}
+
 impl Stats {
-    pub fn record(&self, name: &'static str, usec: u64, failed: bool) {
+    /// A command that ran; `error` is its error reply if it failed.
+    pub fn record(&self, name: &'static str, usec: u64, error: Option<&Reply>) {
         self.commands_processed.fetch_add(1, Ordering::Relaxed);
-        let mut m = self.commands.lock().unwrap();
-        let s = m.entry(name).or_default();
-        s.calls += 1;
-        s.usec += usec;
-        if failed {
-            s.failed_calls += 1;
-            self.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut m = self.commands.lock().unwrap();
+            let s = m.entry(name).or_default();
+            s.calls += 1;
+            s.usec += usec;
+            if error.is_some() {
+                s.failed_calls += 1;
+            }
+        }
+        if let Some(e) = error {
+            self.error_reply(e);
         }
     }
 
-    pub fn reject(&self, name: &'static str) {
+    /// A command refused before it ran (auth, subscribed mode, OOM, ...).
+    pub fn reject(&self, name: &'static str, reply: &Reply) {
         self.commands
             .lock()
             .unwrap()
             .entry(name)
             .or_default()
             .rejected_calls += 1;
-        self.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        self.error_reply(reply);
     }
 
+    /// Counts an error reply sent to a client.
+    pub fn error_reply(&self, reply: &Reply) {
+        if let Some(code) = error_code(reply) {
+            self.total_error_replies.fetch_add(1, Ordering::Relaxed);
+            *self
+                .errors
+                .lock()
+                .unwrap()
+                .entry(code.to_string())
+                .or_default() += 1;
+        }
+    }
+
+    pub fn track_memory_peak(&self, used: u64) {
+        self.memory_peak.fetch_max(used, Ordering::Relaxed);
+    }
+
+    /// CONFIG RESETSTAT.
     pub fn reset(&self) {
         for c in [
             &self.connections_received,
@@ -57,6 +95,50 @@ impl Stats {
         ] {
             c.store(0, Ordering::Relaxed);
         }
+        self.memory_peak.store(
+            crate::keyspace::memory::used_memory() as u64,
+            Ordering::Relaxed,
+        );
         self.commands.lock().unwrap().clear();
+        self.errors.lock().unwrap().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_calls_failures_rejections_and_error_codes() {
+        let s = Stats::default();
+        s.record("get", 5, None);
+        s.record("get", 7, Some(&Reply::error("WRONGTYPE Operation")));
+        s.reject("get", &Reply::error("NOAUTH Authentication required."));
+        s.error_reply(&Reply::error("ERR unknown command"));
+        s.error_reply(&Reply::ok());
+        let get = s.commands.lock().unwrap()["get"];
+        assert_eq!(
+            get,
+            CommandStats {
+                calls: 2,
+                usec: 12,
+                rejected_calls: 1,
+                failed_calls: 1
+            }
+        );
+        assert_eq!(s.total_error_replies.load(Ordering::Relaxed), 3);
+        assert_eq!(s.commands_processed.load(Ordering::Relaxed), 2);
+        let errors = s.errors.lock().unwrap().clone();
+        assert_eq!(
+            errors.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("ERR".to_string(), 1),
+                ("NOAUTH".to_string(), 1),
+                ("WRONGTYPE".to_string(), 1)
+            ]
+        );
+        s.reset();
+        assert!(s.commands.lock().unwrap().is_empty());
+        assert_eq!(s.total_error_replies.load(Ordering::Relaxed), 0);
     }
 }

@@ -1,8 +1,13 @@
 //! Commands the server runs itself (table entries with `Handler::Server`), by name.
 //! Each family file holds its commands' parse and run.
 
+pub mod admin;
 pub mod client_cmd;
+pub mod command_cmd;
+pub mod config_cmd;
 mod connection;
+pub mod info;
+pub mod pubsub_cmd;
 mod transaction;
 
 /// The Redis version shardis reports (HELLO, INFO): the command set it implements.
@@ -10,9 +15,10 @@ pub const REDIS_VERSION: &str = "7.2.4";
 
 use super::client::ClientState;
 use super::dispatch::Flow;
+use super::pubsub::Kind;
 use super::Server;
-use crate::cmd::{error, CommandSpec};
-use crate::resp::Reply;
+use crate::cmd::{self, error, CommandSpec};
+use crate::resp::{Protocol, Reply};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -22,6 +28,12 @@ pub fn run(
     spec: &'static CommandSpec,
     args: Vec<Bytes>,
 ) -> Flow {
+    // Container commands run by their subcommand's full name (`config|get`).
+    let spec = if !spec.subcommands.is_empty() && args.len() >= 2 {
+        cmd::lookup_sub(spec, &args[1]).unwrap_or(spec)
+    } else {
+        spec
+    };
     let reply = match spec.name {
         "ping" => connection::ping(c, &args),
         "echo" => Reply::Bulk(args[1].clone()),
@@ -41,6 +53,32 @@ pub fn run(
             transaction::unwatch_all(server, c);
             Reply::ok()
         }
+        "subscribe" => return pubsub_cmd::subscribe(server, c, &args, Kind::Channel),
+        "psubscribe" => return pubsub_cmd::subscribe(server, c, &args, Kind::Pattern),
+        "ssubscribe" => return pubsub_cmd::subscribe(server, c, &args, Kind::Shard),
+        "unsubscribe" => return pubsub_cmd::unsubscribe(server, c, &args, Kind::Channel),
+        "punsubscribe" => return pubsub_cmd::unsubscribe(server, c, &args, Kind::Pattern),
+        "sunsubscribe" => return pubsub_cmd::unsubscribe(server, c, &args, Kind::Shard),
+        "publish" => pubsub_cmd::publish(server, &args, Kind::Channel),
+        "spublish" => pubsub_cmd::publish(server, &args, Kind::Shard),
+        "info" => {
+            let text = info::info(server, &args[1..]);
+            match c.proto {
+                Protocol::Resp3 => Reply::Verbatim("txt", Bytes::from(text)),
+                Protocol::Resp2 => Reply::bulk_string(text),
+            }
+        }
+        "time" => admin::time(),
+        "lastsave" => Reply::Int(info::start_time_secs(server) as i64),
+        "wait" => admin::wait(&args),
+        "shutdown" => return admin::shutdown(server, c, &args),
+        n if n.starts_with("pubsub") => pubsub_cmd::pubsub(&server.pubsub, n, &args),
+        n if n.starts_with("client") => client_cmd::run(server, c, n, &args),
+        n if n.starts_with("config") => config_cmd::run(server, n, &args),
+        n if n.starts_with("command") => command_cmd::run(n, &args),
+        n if n.starts_with("slowlog") => {
+            admin::slowlog(&mut server.slowlog.lock().unwrap(), n, &args)
+        }
         _ => error::unknown_command(&args),
     };
     Flow::Reply(reply)
@@ -50,4 +88,159 @@ pub fn run(
 pub fn disconnect(server: &Server, c: &mut ClientState) {
     transaction::unwatch_all(server, c);
     connection::unsubscribe_all(server, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::ClientState;
+    use super::super::config::Config;
+    use super::super::dispatch::{self, Flow};
+    use super::super::Server;
+    use crate::resp::Reply;
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    fn call(server: &std::sync::Arc<Server>, c: &mut ClientState, v: &[&str]) -> Vec<Reply> {
+        let args = v
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        match dispatch::command(server, c, args) {
+            Flow::Reply(r) => vec![r],
+            Flow::Replies(rs) => rs,
+            Flow::Block(_) => panic!("blocked"),
+        }
+    }
+
+    fn push(kind: &str, ch: Option<&str>, n: i64) -> Reply {
+        Reply::Push(vec![
+            Reply::bulk(kind),
+            ch.map_or(Reply::Nil, Reply::bulk),
+            Reply::Int(n),
+        ])
+    }
+
+    #[test]
+    fn subscriptions_through_the_dispatcher() {
+        let server = Server::new(Config::default(), 7651);
+        let addr = "127.0.0.1:4000".parse().unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let mut c = ClientState::new(server.clients.register(addr, addr, tx), true);
+        assert_eq!(
+            call(&server, &mut c, &["SUBSCRIBE", "a", "b", "a"]),
+            vec![
+                push("subscribe", Some("a"), 1),
+                push("subscribe", Some("b"), 2),
+                push("subscribe", Some("a"), 2)
+            ]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["PSUBSCRIBE", "p*"]),
+            vec![push("psubscribe", Some("p*"), 3)]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["SSUBSCRIBE", "s"]),
+            vec![push("ssubscribe", Some("s"), 1)]
+        );
+        assert_eq!(c.handle.info.lock().unwrap().flags(), "P");
+        // RESP2 subscribed mode names the subcommand in its refusal.
+        assert_eq!(
+            call(&server, &mut c, &["PUBSUB", "NUMPAT"]),
+            vec![Reply::error("ERR Can't execute 'pubsub|numpat': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["PUBSUB", "foo"]),
+            vec![Reply::error(
+                "ERR unknown subcommand 'foo'. Try PUBSUB HELP."
+            )]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["UNSUBSCRIBE"]),
+            vec![
+                push("unsubscribe", Some("a"), 2),
+                push("unsubscribe", Some("b"), 1)
+            ]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["SUNSUBSCRIBE", "s", "t"]),
+            vec![
+                push("sunsubscribe", Some("s"), 0),
+                push("sunsubscribe", Some("t"), 0)
+            ]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["PUNSUBSCRIBE"]),
+            vec![push("punsubscribe", Some("p*"), 0)]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["UNSUBSCRIBE"]),
+            vec![push("unsubscribe", None, 0)]
+        );
+        assert_eq!(server.pubsub.numpat(), 0);
+        assert_eq!(
+            call(&server, &mut c, &["PUBLISH", "a", "x"]),
+            vec![Reply::Int(0)]
+        );
+    }
+
+    #[test]
+    fn client_commands_and_stats_by_subcommand() {
+        let server = Server::new(Config::default(), 7651);
+        let addr = "127.0.0.1:4001".parse().unwrap();
+        let mut c = ClientState::new(
+            server.clients.register(addr, addr, mpsc::channel(1).0),
+            true,
+        );
+        let id = c.id() as i64;
+        assert_eq!(
+            call(&server, &mut c, &["CLIENT", "ID"]),
+            vec![Reply::Int(id)]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["client", "setname", "me"]),
+            vec![Reply::ok()]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["CLIENT", "GETNAME"]),
+            vec![Reply::bulk("me")]
+        );
+        let Reply::Bulk(line) = &call(&server, &mut c, &["CLIENT", "INFO"])[0] else {
+            panic!("bulk")
+        };
+        let line = std::str::from_utf8(line).unwrap();
+        assert!(line.contains(" name=me ") && line.contains(" cmd=client|info "));
+        assert_eq!(
+            call(&server, &mut c, &["CLIENT", "NO-TOUCH", "on"]),
+            vec![Reply::ok()]
+        );
+        assert!(c.no_touch);
+        let stats = server.stats.commands.lock().unwrap().clone();
+        assert_eq!(stats["client|id"].calls, 1);
+        assert!(!stats.contains_key("client"));
+        // MULTI refuses SHUTDOWN (no_multi) and EXEC then aborts.
+        call(&server, &mut c, &["MULTI"]);
+        assert_eq!(
+            call(&server, &mut c, &["SHUTDOWN"]),
+            vec![Reply::error("ERR Command not allowed inside a transaction")]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["EXEC"]),
+            vec![Reply::error(
+                "EXECABORT Transaction discarded because of previous errors."
+            )]
+        );
+        // Killing oneself answers, then closes.
+        assert_eq!(
+            call(
+                &server,
+                &mut c,
+                &["CLIENT", "KILL", "ID", &id.to_string(), "SKIPME", "no"]
+            ),
+            vec![Reply::Int(1)]
+        );
+        assert!(c.closing);
+        assert!(!server.is_shutting_down());
+        assert_eq!(call(&server, &mut c, &["SHUTDOWN", "NOSAVE"]), vec![]);
+        assert!(server.is_shutting_down());
+    }
 }

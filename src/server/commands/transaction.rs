@@ -104,6 +104,9 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Reply {
             let spec = cmd::lookup(&args[0]).expect("checked when queued");
             match super::run(server, c, spec, args) {
                 super::Flow::Reply(r) => replies.push(r),
+                // SUBSCRIBE in a transaction: its confirmations go in the block's
+                // reply, as Redis writes them there.
+                super::Flow::Replies(rs) => replies.extend(rs),
                 super::Flow::Block(_) => replies.push(Reply::NilArray),
             }
         }
