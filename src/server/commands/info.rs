@@ -469,7 +469,7 @@ mod tests {
         server
             .shard
             .lock()
-            .write(vec![argv(&["SET", "k", "v", "EX", "100"])], now_ms());
+            .write(vec![argv(&["SET", "k", "v", "EX", "100"])]);
         assert_eq!(
             info(&server, &argv(&["keyspace"])),
             "# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=0\r\n"
