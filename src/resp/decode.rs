@@ -189,7 +189,13 @@ fn parse_len(s: &[u8]) -> Option<i64> {
 }
 
 fn decode_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    // Redis finds the newline with strchr, which stops at a NUL: a line with a NUL
+    // before its newline stays incomplete until it is too big.
+    let nl = buf
+        .iter()
+        .position(|&b| b == b'\n' || b == 0)
+        .filter(|&i| buf[i] == b'\n');
+    let Some(nl) = nl else {
         if buf.len() > INLINE_MAX {
             return Err(ProtocolError("too big inline request"));
         }
@@ -215,7 +221,9 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         while i < n && line[i].is_ascii_whitespace() {
             i += 1;
         }
-        if i >= n {
+        // A NUL ends the line, as in C (it also ends a word, so skipping it here
+        // would loop forever).
+        if i >= n || line[i] == 0 {
             return Some(out);
         }
         let mut cur = Vec::new();
@@ -370,6 +378,16 @@ mod tests {
             all(b"SET \"k\n"),
             Err(ProtocolError("unbalanced quotes in request"))
         );
+        // A NUL before the newline leaves the line incomplete, as Redis's strchr does.
+        assert_eq!(
+            all(b"SET a b\0c\r\nGET a\r\n").unwrap(),
+            Vec::<Vec<Bytes>>::new()
+        );
+        assert_eq!(
+            split_args(b"a b\0c d"),
+            Some(vec![b"a".to_vec(), b"b".to_vec()])
+        );
+        assert_eq!(split_args(b"\0"), Some(Vec::new()));
         assert_eq!(
             all(b"SET \"k\"x\n"),
             Err(ProtocolError("unbalanced quotes in request"))

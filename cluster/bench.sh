@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Throughput of shardis next to a real redis-server on the same machine, same run:
+# redis-benchmark at pipeline depth 1 and 16, 50 clients, both servers without
+# persistence on free loopback ports. Prints test, redis rps, shardis rps, ratio.
+#
+#   cluster/bench.sh                 # -n 200000 at -P 1, 1000000 at -P 16
+#   N1=50000 N16=200000 cluster/bench.sh
+#   TESTS=set,get cluster/bench.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+N1=${N1:-200000}
+N16=${N16:-1000000}
+CLIENTS=${CLIENTS:-50}
+TESTS=${TESTS:-set,get,incr,lpush,rpop,sadd,hset,zadd}
+
+for tool in redis-server redis-benchmark redis-cli; do
+    command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found" >&2; exit 1; }
+done
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_ping() { # port name pid
+    for _ in $(seq 1 500); do
+        if redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG; then return 0; fi
+        kill -0 "$3" 2>/dev/null || { echo "bench.sh: $2 exited during startup" >&2; exit 1; }
+        sleep 0.02
+    done
+    echo "bench.sh: $2 on port $1 did not answer PING within 10 s" >&2
+    exit 1
+}
+
+echo "building release..." >&2
+cargo build --release --quiet
+
+REDIS_PORT=$(free_port)
+SHARDIS_PORT=$(free_port)
+while [ "$SHARDIS_PORT" = "$REDIS_PORT" ]; do SHARDIS_PORT=$(free_port); done
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --loglevel warning >/dev/null &
+pids+=($!)
+wait_ping "$REDIS_PORT" redis-server "${pids[-1]}"
+./target/release/shardis server --port "$SHARDIS_PORT" --loglevel warning >/dev/null 2>&1 &
+pids+=($!)
+wait_ping "$SHARDIS_PORT" shardis "${pids[-1]}"
+
+# rps per test name from redis-benchmark's CSV output
+run() { # port n pipeline
+    redis-benchmark -h 127.0.0.1 -p "$1" -q -n "$2" -c "$CLIENTS" -P "$3" -t "$TESTS" --csv \
+        | awk -F'","' 'NR>1 { gsub(/"/, "", $1); gsub(/"/, "", $2); print $1, $2 }'
+}
+
+printf '%-8s %-4s %14s %14s %8s\n' test P "redis rps" "shardis rps" ratio
+for P in 1 16; do
+    n=$N1
+    [ "$P" = 16 ] && n=$N16
+    redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    declare -A R=()
+    while read -r name rps; do R[$name]=$rps; done < <(run "$REDIS_PORT" "$n" "$P")
+    while read -r name rps; do
+        r=${R[$name]:-0}
+        ratio=$(awk -v s="$rps" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", s / r; else print "-" }')
+        printf '%-8s %-4s %14s %14s %8s\n' "$name" "$P" "$r" "$rps" "$ratio"
+    done < <(run "$SHARDIS_PORT" "$n" "$P")
+    unset R
+done
