@@ -75,20 +75,38 @@ impl From<CmdError> for Reply {
     }
 }
 
+/// An argument as Redis prints it into an error text with `%s`: a C string, so it
+/// ends at the first NUL byte.
+pub fn arg_text(a: &[u8]) -> String {
+    let end = a.iter().position(|&b| b == 0).unwrap_or(a.len());
+    String::from_utf8_lossy(&a[..end]).into_owned()
+}
+
 /// The reply for an unknown command, as Redis words it (args quoted, up to 128 bytes each).
 pub fn unknown_command(args: &[bytes::Bytes]) -> Reply {
-    let name = String::from_utf8_lossy(&args[0]);
-    let mut text = format!(
-        "ERR unknown command '{}', with args beginning with: ",
-        truncate(&name)
-    );
+    // Redis: each argument printed with "'%.*s' " where the precision is what is left
+    // of 128 bytes for all of them together.
+    let mut list = String::new();
     for a in &args[1..] {
-        if text.len() >= 128 {
+        if list.len() >= 128 {
             break;
         }
-        text.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(a))));
+        let room = 128 - list.len();
+        let text = arg_text(a);
+        let cut: String = text
+            .char_indices()
+            .take_while(|(i, c)| i + c.len_utf8() <= room)
+            .map(|(_, c)| c)
+            .collect();
+        list.push_str(&format!("'{cut}' "));
     }
-    Reply::Error(text.into())
+    Reply::Error(
+        format!(
+            "ERR unknown command '{}', with args beginning with: {list}",
+            truncate(&arg_text(&args[0]))
+        )
+        .into(),
+    )
 }
 
 /// The reply for an unknown subcommand: `ERR unknown subcommand 'x'. Try CONFIG HELP.`
@@ -96,7 +114,7 @@ pub fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
     Reply::Error(
         format!(
             "ERR unknown subcommand '{}'. Try {} HELP.",
-            truncate(&String::from_utf8_lossy(sub)),
+            truncate(&arg_text(sub)),
             cmd.to_ascii_uppercase()
         )
         .into(),
@@ -109,7 +127,7 @@ pub fn subcommand_syntax(cmd: &str, sub: &[u8]) -> Reply {
     Reply::Error(
         format!(
             "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
-            truncate(&String::from_utf8_lossy(sub)),
+            truncate(&arg_text(sub)),
             cmd.to_ascii_uppercase()
         )
         .into(),

@@ -516,7 +516,7 @@ impl ExpireCond {
                 c.lt = true;
             } else {
                 return Err(CmdError::Other(
-                    format!("ERR Unsupported option {}", String::from_utf8_lossy(opt)).into(),
+                    format!("ERR Unsupported option {}", super::error::arg_text(opt)).into(),
                 ));
             }
         }

@@ -6,7 +6,15 @@ use bytes::{BufMut, BytesMut};
 pub fn encode(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
     match reply {
         Reply::Simple(s) => line(out, b'+', s.as_bytes()),
-        Reply::Error(s) => line(out, b'-', s.as_bytes()),
+        Reply::Error(s) => {
+            // A newline inside an error would break the protocol: Redis turns them into
+            // spaces.
+            if s.contains(['\r', '\n']) {
+                line(out, b'-', s.replace(['\r', '\n'], " ").as_bytes())
+            } else {
+                line(out, b'-', s.as_bytes())
+            }
+        }
         Reply::Int(n) => {
             let mut buf = itoa_buf();
             line(out, b':', fmt_i64(*n, &mut buf));

@@ -164,7 +164,11 @@ fn client_type(a: &[u8]) -> Result<ClientType, Reply> {
         "pubsub" => Ok(ClientType::PubSub),
         "master" | "replica" | "slave" => Ok(ClientType::Replication),
         _ => Err(Reply::Error(
-            format!("ERR Unknown client type '{}'", String::from_utf8_lossy(a)).into(),
+            format!(
+                "ERR Unknown client type '{}'",
+                crate::cmd::error::arg_text(a)
+            )
+            .into(),
         )),
     }
 }

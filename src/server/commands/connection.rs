@@ -105,7 +105,7 @@ pub fn hello(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
             return Reply::Error(
                 format!(
                     "ERR Syntax error in HELLO option '{}'",
-                    String::from_utf8_lossy(&a[j])
+                    crate::cmd::error::arg_text(&a[j])
                 )
                 .into(),
             );
