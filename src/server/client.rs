@@ -29,7 +29,7 @@ pub struct ClientInfo {
     pub name: String,
     pub lib_name: String,
     pub lib_ver: String,
-    pub last_cmd: String,
+    pub last_cmd: &'static str,
     pub last_interaction: Option<Instant>,
     pub resp: u8,
     pub sub: usize,
@@ -110,7 +110,7 @@ impl ClientHandle {
             i.ssub,
             i.multi,
             i.qbuf,
-            if i.last_cmd.is_empty() { "NULL".into() } else { i.last_cmd.clone() },
+            if i.last_cmd.is_empty() { "NULL" } else { i.last_cmd },
             i.resp.max(2),
             i.lib_name,
             i.lib_ver
@@ -196,6 +196,10 @@ pub struct ClientState {
     pub reply_skip_next: bool,
     /// ...which is the current one when this is set.
     pub reply_skip: bool,
+    /// Command counts not yet flushed into the server's stats.
+    pub stats: super::stats::LocalStats,
+    /// The last command run, published to CLIENT LIST once per read batch.
+    pub last_cmd: &'static str,
 }
 
 impl ClientState {
@@ -217,6 +221,8 @@ impl ClientState {
             reply_off: false,
             reply_skip_next: false,
             reply_skip: false,
+            stats: Default::default(),
+            last_cmd: "",
         }
     }
 
@@ -226,6 +232,17 @@ impl ClientState {
         let silent = self.reply_off || self.reply_skip;
         self.reply_skip = std::mem::take(&mut self.reply_skip_next);
         silent
+    }
+
+    /// Publishes per-batch state: command counts into the server's stats, the last
+    /// command and the interaction time into CLIENT LIST.
+    pub fn flush(&mut self, stats: &super::stats::Stats) {
+        self.stats.flush(stats);
+        let mut i = self.handle.info.lock().unwrap();
+        if !self.last_cmd.is_empty() {
+            i.last_cmd = self.last_cmd;
+        }
+        i.last_interaction = Some(std::time::Instant::now());
     }
 
     pub fn id(&self) -> u64 {

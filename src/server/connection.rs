@@ -119,6 +119,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                     // A big bulk is arriving: grow the buffer once rather than in steps.
                     inbuf.reserve(want.saturating_sub(inbuf.len()));
                 }
+                client.flush(&server.stats);
                 handle.info.lock().unwrap().qbuf = inbuf.len();
             }
         }
@@ -129,6 +130,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
             break;
         }
     }
+    client.flush(&server.stats);
     super::commands::disconnect(&server, &mut client);
     server.clients.unregister(handle.id);
 }

@@ -11,6 +11,7 @@ use crate::cmd::{self, flags, CommandSpec, Handler, ReadCtx};
 use crate::resp::Reply;
 use crate::shard::OOM;
 use bytes::Bytes;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -94,8 +95,12 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
             return Flow::Reply(Reply::simple("QUEUED"));
         }
     }
-    // CLIENT LIST/INFO show the running command as `cmd=`, as Redis does.
-    c.handle.info.lock().unwrap().last_cmd = spec.name.to_string();
+    c.last_cmd = spec.name;
+    if matches!(spec.handler, Handler::Server) {
+        // Server commands may read the stats (INFO) or the client list (CLIENT LIST
+        // shows the running command as `cmd=`, as Redis does): publish first.
+        c.flush(&server.stats);
+    }
     let flow = run(server, c, container, args.clone());
     let usec = start.elapsed().as_micros() as u64;
     let error = match &flow {
@@ -103,11 +108,14 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
         Flow::Replies(rs) => rs.iter().find(|r| r.is_error()),
         Flow::Block(_) => None,
     };
-    server.stats.record(spec.name, usec, error);
+    c.stats.record(spec.name, usec, error.is_some());
+    if let Some(e) = error {
+        server.stats.error_reply(e);
+    }
     server
         .stats
         .track_memory_peak(crate::keyspace::memory::used_memory() as u64);
-    let slower_than = server.config().slowlog_log_slower_than;
+    let slower_than = server.hot.slowlog_slower_than.load(Ordering::Relaxed);
     if slower_than >= 0 && usec >= slower_than as u64 && !spec.has(flags::SKIP_SLOWLOG) {
         let (max, name) = (
             server.config().slowlog_max_len as usize,
@@ -119,7 +127,6 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
             .unwrap()
             .push(usec, &args, c.handle.addr.to_string(), name, max);
     }
-    c.handle.info.lock().unwrap().last_interaction = Some(Instant::now());
     flow
 }
 
@@ -140,7 +147,7 @@ fn reject(server: &Server, c: &mut ClientState, spec: &CommandSpec) -> Option<Re
     if c.multi.is_some() && spec.has(flags::NO_MULTI) {
         return Some(Reply::error("ERR Command not allowed inside a transaction"));
     }
-    if spec.has(flags::DENYOOM) && server.config().maxmemory > 0 {
+    if spec.has(flags::DENYOOM) && server.hot.maxmemory.load(Ordering::Relaxed) > 0 {
         let mut st = server.shard.lock();
         let ok = st.make_room();
         server.after_write(&mut st);

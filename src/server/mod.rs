@@ -17,15 +17,23 @@ pub mod waiters;
 use crate::shard::{Shard, ShardSettings, ShardState};
 use client::Clients;
 use config::Config;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use waiters::Waiters;
 
+/// Settings read on every command, kept out of the config lock.
+#[derive(Default)]
+pub struct HotSettings {
+    pub maxmemory: AtomicU64,
+    pub slowlog_slower_than: AtomicI64,
+}
+
 pub struct Server {
     pub config: RwLock<Config>,
+    pub hot: HotSettings,
     pub shard: Shard,
     pub waiters: Mutex<Waiters>,
     pub clients: Clients,
@@ -53,6 +61,7 @@ impl Server {
             run_id: run_id(),
             tcp_port,
             config: RwLock::new(config),
+            hot: HotSettings::default(),
             shutdown_tx,
             shutting_down: AtomicBool::new(false),
         });
@@ -67,6 +76,10 @@ impl Server {
     /// Pushes settings the shard depends on after a config change.
     pub fn apply_config(&self) {
         let c = self.config().clone();
+        self.hot.maxmemory.store(c.maxmemory, Ordering::Relaxed);
+        self.hot
+            .slowlog_slower_than
+            .store(c.slowlog_log_slower_than, Ordering::Relaxed);
         let mut st = self.shard.lock();
         let mut s: ShardSettings = st.settings();
         s.maxmemory = c.maxmemory;

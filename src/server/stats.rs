@@ -80,7 +80,11 @@ impl Stats {
     }
 
     pub fn track_memory_peak(&self, used: u64) {
-        self.memory_peak.fetch_max(used, Ordering::Relaxed);
+        // A plain load first: the peak rarely moves, and an RMW on every command would
+        // bounce the cache line between cores.
+        if used > self.memory_peak.load(Ordering::Relaxed) {
+            self.memory_peak.fetch_max(used, Ordering::Relaxed);
+        }
     }
 
     /// CONFIG RESETSTAT.
@@ -101,6 +105,52 @@ impl Stats {
         );
         self.commands.lock().unwrap().clear();
         self.errors.lock().unwrap().clear();
+    }
+}
+
+/// A connection's command counts since its last flush into [`Stats`]. Counting
+/// locally and flushing once per read batch keeps the global lock off the per-command
+/// path (a pipeline of 16 commands takes it once).
+#[derive(Default)]
+pub struct LocalStats {
+    commands: Vec<(&'static str, CommandStats)>,
+}
+
+impl LocalStats {
+    pub fn record(&mut self, name: &'static str, usec: u64, failed: bool) {
+        let i = match self
+            .commands
+            .iter()
+            .position(|(n, _)| std::ptr::eq(*n, name) || *n == name)
+        {
+            Some(i) => i,
+            None => {
+                self.commands.push((name, CommandStats::default()));
+                self.commands.len() - 1
+            }
+        };
+        let s = &mut self.commands[i].1;
+        s.calls += 1;
+        s.usec += usec;
+        if failed {
+            s.failed_calls += 1;
+        }
+    }
+
+    pub fn flush(&mut self, into: &Stats) {
+        if self.commands.is_empty() {
+            return;
+        }
+        let mut total = 0;
+        let mut m = into.commands.lock().unwrap();
+        for (name, s) in self.commands.drain(..) {
+            let g = m.entry(name).or_default();
+            g.calls += s.calls;
+            g.usec += s.usec;
+            g.failed_calls += s.failed_calls;
+            total += s.calls;
+        }
+        into.commands_processed.fetch_add(total, Ordering::Relaxed);
     }
 }
 
