@@ -633,3 +633,577 @@ pub(super) fn scan_reply(cursor: u64, items: Vec<Reply>) -> Reply {
         Reply::Array(items),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::testing::{bulk, run, run_bytes};
+
+    fn err(s: &'static str) -> Reply {
+        Reply::error(s)
+    }
+
+    fn arr(items: &[&str]) -> Reply {
+        Reply::Array(items.iter().map(|s| bulk(s)).collect())
+    }
+
+    fn wrongtype() -> Reply {
+        CmdError::WrongType.reply()
+    }
+
+    /// A keyspace with a string at "str" and hash h = {a:1, b:2, c:3}.
+    fn fixture() -> Keyspace {
+        let mut ks = Keyspace::new();
+        run(&mut ks, 0, &["SET", "str", "x"]);
+        assert_eq!(
+            run(&mut ks, 0, &["HSET", "h", "a", "1", "b", "2", "c", "3"]),
+            Reply::Int(3)
+        );
+        ks
+    }
+
+    #[test]
+    fn hset_and_hmset() {
+        let mut ks = Keyspace::new();
+        assert_eq!(
+            run(&mut ks, 0, &["HSET", "h", "f"]),
+            err("ERR wrong number of arguments for 'hset' command")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HSET", "h", "f", "v", "g"]),
+            err("ERR wrong number of arguments for 'hset' command")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["hmset", "h", "f", "v", "g"]),
+            err("ERR wrong number of arguments for 'hmset' command")
+        );
+        assert!(!ks.exists(b"h", 0));
+        assert_eq!(
+            run(&mut ks, 0, &["HSET", "h", "f", "v", "g", "w"]),
+            Reply::Int(2)
+        );
+        assert_eq!(run(&mut ks, 0, &["HSET", "h", "f", "v2"]), Reply::Int(0));
+        assert_eq!(
+            run(&mut ks, 0, &["HSET", "h", "f", "v3", "n", "1", "n", "2"]),
+            Reply::Int(1)
+        );
+        assert_eq!(run(&mut ks, 0, &["HGET", "h", "f"]), bulk("v3"));
+        assert_eq!(run(&mut ks, 0, &["HGET", "h", "n"]), bulk("2"));
+        assert_eq!(run(&mut ks, 0, &["HMSET", "h", "a", "1"]), Reply::ok());
+        assert_eq!(run(&mut ks, 0, &["HLEN", "h"]), Reply::Int(4));
+        run(&mut ks, 0, &["SET", "str", "x"]);
+        assert_eq!(run(&mut ks, 0, &["HSET", "str", "f", "v"]), wrongtype());
+        assert_eq!(run(&mut ks, 0, &["HMSET", "str", "f", "v"]), wrongtype());
+    }
+
+    #[test]
+    fn hsetnx() {
+        let mut ks = fixture();
+        assert_eq!(run(&mut ks, 0, &["HSETNX", "h", "a", "9"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["HGET", "h", "a"]), bulk("1"));
+        assert_eq!(run(&mut ks, 0, &["HSETNX", "h", "d", "4"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["HSETNX", "new", "f", "v"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["HGET", "new", "f"]), bulk("v"));
+        assert_eq!(run(&mut ks, 0, &["HSETNX", "str", "f", "v"]), wrongtype());
+    }
+
+    #[test]
+    fn field_reads() {
+        let mut ks = fixture();
+        assert_eq!(run(&mut ks, 0, &["HGET", "h", "b"]), bulk("2"));
+        assert_eq!(run(&mut ks, 0, &["HGET", "h", "zz"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 0, &["HGET", "nokey", "a"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, 0, &["HMGET", "h", "a", "zz", "c"]),
+            Reply::Array(vec![bulk("1"), Reply::Nil, bulk("3")])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HMGET", "nokey", "a", "b"]),
+            Reply::Array(vec![Reply::Nil, Reply::Nil])
+        );
+        assert_eq!(run(&mut ks, 0, &["HEXISTS", "h", "a"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["HEXISTS", "h", "zz"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["HEXISTS", "nokey", "a"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["HLEN", "h"]), Reply::Int(3));
+        assert_eq!(run(&mut ks, 0, &["HLEN", "nokey"]), Reply::Int(0));
+        run(&mut ks, 0, &["HSET", "h", "long", "hello"]);
+        assert_eq!(run(&mut ks, 0, &["HSTRLEN", "h", "long"]), Reply::Int(5));
+        assert_eq!(run(&mut ks, 0, &["HSTRLEN", "h", "zz"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["HSTRLEN", "nokey", "a"]), Reply::Int(0));
+        for cmd in [
+            &["HGET", "str", "a"][..],
+            &["HMGET", "str", "a"],
+            &["HEXISTS", "str", "a"],
+            &["HLEN", "str"],
+            &["HSTRLEN", "str", "a"],
+            &["HGETALL", "str"],
+            &["HKEYS", "str"],
+            &["HVALS", "str"],
+            &["HDEL", "str", "a"],
+        ] {
+            assert_eq!(run(&mut ks, 0, cmd), wrongtype(), "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn whole_hash_reads() {
+        let mut ks = fixture();
+        assert_eq!(
+            run(&mut ks, 0, &["HGETALL", "h"]),
+            Reply::Map(vec![
+                (bulk("a"), bulk("1")),
+                (bulk("b"), bulk("2")),
+                (bulk("c"), bulk("3")),
+            ])
+        );
+        assert_eq!(run(&mut ks, 0, &["HKEYS", "h"]), arr(&["a", "b", "c"]));
+        assert_eq!(run(&mut ks, 0, &["HVALS", "h"]), arr(&["1", "2", "3"]));
+        assert_eq!(run(&mut ks, 0, &["HGETALL", "nokey"]), Reply::Map(vec![]));
+        assert_eq!(run(&mut ks, 0, &["HKEYS", "nokey"]), arr(&[]));
+        assert_eq!(run(&mut ks, 0, &["HVALS", "nokey"]), arr(&[]));
+    }
+
+    #[test]
+    fn hdel_deletes_the_key_when_empty() {
+        let mut ks = fixture();
+        assert_eq!(run(&mut ks, 0, &["HDEL", "h", "zz"]), Reply::Int(0));
+        assert_eq!(
+            run(&mut ks, 0, &["HDEL", "h", "a", "a", "zz"]),
+            Reply::Int(1)
+        );
+        assert_eq!(run(&mut ks, 0, &["HDEL", "nokey", "a"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["HDEL", "h", "b", "c"]), Reply::Int(2));
+        assert!(!ks.exists(b"h", 0));
+    }
+
+    #[test]
+    fn binary_and_empty_fields() {
+        let mut ks = Keyspace::new();
+        let f: &[u8] = b"\x00\xff\r\n";
+        assert_eq!(
+            run_bytes(&mut ks, 0, &[b"HSET", b"h", f, b"", b"", b"\x00"]),
+            Reply::Int(2)
+        );
+        assert_eq!(run_bytes(&mut ks, 0, &[b"HGET", b"h", f]), bulk(""));
+        assert_eq!(
+            run_bytes(&mut ks, 0, &[b"HGET", b"h", b""]),
+            Reply::bulk(b"\x00")
+        );
+        assert_eq!(
+            run_bytes(&mut ks, 0, &[b"HSTRLEN", b"h", b""]),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            run_bytes(&mut ks, 0, &[b"HDEL", b"h", b"", f]),
+            Reply::Int(2)
+        );
+        assert!(!ks.exists(b"h", 0));
+    }
+
+    #[test]
+    fn writes_signal_changes_only_when_something_changed() {
+        let mut ks = fixture();
+        ks.add_interest(b"h");
+        ks.take_dirty();
+        run(&mut ks, 0, &["HDEL", "h", "zz"]);
+        run(&mut ks, 0, &["HSETNX", "h", "a", "x"]);
+        assert!(ks.take_dirty().is_empty());
+        run(&mut ks, 0, &["HSET", "h", "a", "x"]);
+        assert!(!ks.take_dirty().is_empty());
+        run(&mut ks, 0, &["HINCRBY", "h", "b", "1"]);
+        assert!(!ks.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn expired_hash_is_replaced_by_a_new_one() {
+        let mut ks = fixture();
+        assert!(ks.set_expire(b"h", 100, 0));
+        assert_eq!(run(&mut ks, 100, &["HGET", "h", "a"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 100, &["HSET", "h", "z", "1"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 100, &["HLEN", "h"]), Reply::Int(1));
+        assert_eq!(ks.peek(b"h", 100).unwrap().expire_at(), None);
+    }
+
+    #[test]
+    fn hincrby() {
+        let mut ks = fixture();
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "a", "10"]),
+            Reply::Int(11)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "a", "-20"]),
+            Reply::Int(-9)
+        );
+        assert_eq!(run(&mut ks, 0, &["HGET", "h", "a"]), bulk("-9"));
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "new", "f", "-5"]),
+            Reply::Int(-5)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "a", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "a", " 1"]),
+            err("ERR value is not an integer or out of range")
+        );
+        run(
+            &mut ks,
+            0,
+            &[
+                "HSET",
+                "h",
+                "s",
+                "abc",
+                "z",
+                "00",
+                "big",
+                "9223372036854775807",
+            ],
+        );
+        for f in ["s", "z"] {
+            assert_eq!(
+                run(&mut ks, 0, &["HINCRBY", "h", f, "1"]),
+                err("ERR hash value is not an integer")
+            );
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "big", "1"]),
+            err("ERR increment or decrement would overflow")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "a", "-9223372036854775800"]),
+            err("ERR increment or decrement would overflow")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "big", "-1"]),
+            Reply::Int(i64::MAX - 1)
+        );
+        // The increment is parsed before the key's type is checked.
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "str", "f", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(run(&mut ks, 0, &["HINCRBY", "str", "f", "1"]), wrongtype());
+        // A failed increment on a missing key creates nothing.
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "none", "f", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert!(!ks.exists(b"none", 0));
+    }
+
+    #[test]
+    fn hincrbyfloat() {
+        let mut ks = fixture();
+        let incr = |ks: &mut Keyspace, f: &str, by: &str| run(ks, 0, &["HINCRBYFLOAT", "h", f, by]);
+        // Replies observed from redis-server 7.0.15.
+        assert_eq!(incr(&mut ks, "a", "1.5"), bulk("2.5"));
+        assert_eq!(incr(&mut ks, "z", "10.5"), bulk("10.5"));
+        assert_eq!(incr(&mut ks, "z", "0.1"), bulk("10.6"));
+        assert_eq!(run(&mut ks, 0, &["HGET", "h", "z"]), bulk("10.6"));
+        assert_eq!(incr(&mut ks, "y", "5.0e3"), bulk("5000"));
+        assert_eq!(incr(&mut ks, "q", "-0"), bulk("0"));
+        assert_eq!(incr(&mut ks, "q2", "-0.0"), bulk("0"));
+        assert_eq!(incr(&mut ks, "q3", "1e20"), bulk("100000000000000000000"));
+        assert_eq!(incr(&mut ks, "q4", "1.5e-5"), bulk("0.000015"));
+        assert_eq!(incr(&mut ks, "q5", "1e-20"), bulk("0"));
+        assert_eq!(incr(&mut ks, "q6", "1e-300"), bulk("0"));
+        assert_eq!(incr(&mut ks, "nn", "-5"), bulk("-5"));
+        assert_eq!(incr(&mut ks, "nn", "0.5"), bulk("-4.5"));
+        assert_eq!(incr(&mut ks, "nn2", "-0.5"), bulk("-0.5"));
+        assert_eq!(
+            incr(&mut ks, "a", "inf"),
+            err("ERR value is NaN or Infinity")
+        );
+        assert_eq!(
+            incr(&mut ks, "a", "-inf"),
+            err("ERR value is NaN or Infinity")
+        );
+        for bad in ["abc", "nan", " 1", "1 ", ""] {
+            assert_eq!(
+                incr(&mut ks, "a", bad),
+                err("ERR value is not a valid float"),
+                "{bad:?}"
+            );
+        }
+        run(
+            &mut ks,
+            0,
+            &[
+                "HSET", "h", "sp", " 1.5", "n", "nan", "i", "inf", "e", "", "w", "x",
+            ],
+        );
+        for f in ["sp", "n", "e", "w"] {
+            assert_eq!(
+                incr(&mut ks, f, "1"),
+                err("ERR hash value is not a float"),
+                "{f}"
+            );
+        }
+        assert_eq!(
+            incr(&mut ks, "i", "1"),
+            err("ERR increment would produce NaN or Infinity")
+        );
+        run(&mut ks, 0, &["HSET", "h", "zz", "00"]);
+        assert_eq!(incr(&mut ks, "zz", "1"), bulk("1"));
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBYFLOAT", "str", "f", "x"]),
+            err("ERR value is not a valid float")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBYFLOAT", "str", "f", "1"]),
+            wrongtype()
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBYFLOAT", "none", "f", "x"]),
+            err("ERR value is not a valid float")
+        );
+        assert!(!ks.exists(b"none", 0));
+    }
+
+    #[test]
+    fn human_float_format() {
+        assert_eq!(format_human(3.0), "3");
+        assert_eq!(format_human(-0.0), "0");
+        assert_eq!(format_human(2.5), "2.5");
+        assert_eq!(format_human(1e-18), "0");
+        assert_eq!(format_human(-1e-18), "0");
+        assert_eq!(format_human(1e-17), "0.00000000000000001");
+        assert_eq!(format_human(123456.75), "123456.75");
+    }
+
+    fn count_distinct(items: &[Reply]) -> usize {
+        let mut v: Vec<_> = items.iter().map(|r| format!("{r:?}")).collect();
+        v.sort();
+        v.dedup();
+        v.len()
+    }
+
+    #[test]
+    fn hrandfield() {
+        let mut ks = fixture();
+        assert_eq!(run(&mut ks, 0, &["HRANDFIELD", "nokey"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 0, &["HRANDFIELD", "nokey", "3"]), arr(&[]));
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "nokey", "-3", "withvalues"]),
+            arr(&[])
+        );
+        assert_eq!(run(&mut ks, 0, &["HRANDFIELD", "h", "0"]), arr(&[]));
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "h", "0", "WITHVALUES"]),
+            Reply::Pairs(vec![])
+        );
+        let one = run(&mut ks, 0, &["HRANDFIELD", "h"]);
+        assert!([bulk("a"), bulk("b"), bulk("c")].contains(&one));
+        // A count covering the hash returns all of it.
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "h", "3"]),
+            arr(&["a", "b", "c"])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "h", "100", "withvalues"]),
+            Reply::Pairs(vec![
+                (bulk("a"), bulk("1")),
+                (bulk("b"), bulk("2")),
+                (bulk("c"), bulk("3")),
+            ])
+        );
+        let Reply::Array(two) = run(&mut ks, 0, &["HRANDFIELD", "h", "2"]) else {
+            panic!()
+        };
+        assert_eq!(two.len(), 2);
+        assert_eq!(count_distinct(&two), 2);
+        let Reply::Array(many) = run(&mut ks, 0, &["HRANDFIELD", "h", "-50"]) else {
+            panic!()
+        };
+        assert_eq!(many.len(), 50);
+        assert!(count_distinct(&many) > 1, "repeats, but not one field only");
+        let Reply::Pairs(pairs) = run(&mut ks, 0, &["HRANDFIELD", "h", "-5", "WITHVALUES"]) else {
+            panic!()
+        };
+        assert_eq!(pairs.len(), 5);
+        for (f, v) in pairs {
+            let expect = match f {
+                Reply::Bulk(ref b) if &b[..] == b"a" => "1",
+                Reply::Bulk(ref b) if &b[..] == b"b" => "2",
+                _ => "3",
+            };
+            assert_eq!(v, bulk(expect));
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "h", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "h", "1", "foo"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "h", "1", "withvalues", "x"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "h", "-9223372036854775808"]),
+            err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807")
+        );
+        for huge in [
+            "-4611686018427387904",
+            "4611686018427387904",
+            "-9223372036854775807",
+        ] {
+            assert_eq!(
+                run(&mut ks, 0, &["HRANDFIELD", "nokey", huge, "withvalues"]),
+                err("ERR value is out of range"),
+                "{huge}"
+            );
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["HRANDFIELD", "nokey", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(run(&mut ks, 0, &["HRANDFIELD", "str"]), wrongtype());
+        assert_eq!(run(&mut ks, 0, &["HRANDFIELD", "str", "-1"]), wrongtype());
+    }
+
+    #[test]
+    fn random_positions_pick_distinct_members_from_large_maps() {
+        let mut m = SlabMap::new();
+        for i in 0..1000u32 {
+            m.insert(format!("f{i}").as_bytes(), ());
+        }
+        for i in (0..1000u32).step_by(2) {
+            m.remove(format!("f{i}").as_bytes());
+        }
+        let mut rng = Rng::new(1);
+        for count in [1, 10, 166, 167, 400, 499] {
+            let picks = random_positions(&m, count, &mut rng);
+            assert_eq!(picks.len(), count as usize);
+            let distinct: std::collections::HashSet<_> = picks.iter().collect();
+            assert_eq!(distinct.len(), count as usize);
+            assert!(picks.iter().all(|&p| m.at(p).is_some()));
+        }
+        assert_eq!(random_positions(&m, 500, &mut rng).len(), 500);
+        assert_eq!(random_positions(&m, i64::MAX, &mut rng).len(), 500);
+        assert_eq!(random_positions(&m, -1000, &mut rng).len(), 1000);
+    }
+
+    #[test]
+    fn scan_cursor_parsing() {
+        assert_eq!(parse_cursor(b"0"), Ok(0));
+        assert_eq!(parse_cursor(b"00"), Ok(0));
+        assert_eq!(parse_cursor(b"+5"), Ok(5));
+        assert_eq!(parse_cursor(b""), Ok(0));
+        assert_eq!(parse_cursor(b"-1"), Ok(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_cursor(b"-18446744073709551615"), Ok(1));
+        for bad in [
+            &b"x"[..],
+            b" 1",
+            b"1 ",
+            b"18446744073709551616",
+            b"-",
+            b"1.5",
+        ] {
+            assert_eq!(
+                parse_cursor(bad),
+                Err(CmdError::other("ERR invalid cursor")),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hscan_small_hash_returns_everything_at_once() {
+        let mut ks = fixture();
+        let all = arr(&["a", "1", "b", "2", "c", "3"]);
+        for cursor in ["0", "5", "-1"] {
+            assert_eq!(
+                run(&mut ks, 0, &["HSCAN", "h", cursor, "COUNT", "1"]),
+                Reply::Array(vec![bulk("0"), all.clone()])
+            );
+        }
+        assert_eq!(
+            run(
+                &mut ks,
+                0,
+                &["HSCAN", "h", "0", "MATCH", "*", "MATCH", "a*"]
+            ),
+            Reply::Array(vec![bulk("0"), arr(&["a", "1"])])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HSCAN", "nokey", "0", "COUNT", "0"]),
+            Reply::Array(vec![bulk("0"), arr(&[])])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HSCAN", "h", "x"]),
+            err("ERR invalid cursor")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HSCAN", "nokey", "x"]),
+            err("ERR invalid cursor")
+        );
+        for opts in [
+            &["COUNT", "0"][..],
+            &["COUNT", "-1"],
+            &["COUNT"],
+            &["MATCH"],
+            &["TYPE", "string"],
+            &["NOVALUES"],
+            &["foo", "1"],
+        ] {
+            let mut cmd = vec!["HSCAN", "h", "0"];
+            cmd.extend_from_slice(opts);
+            assert_eq!(run(&mut ks, 0, &cmd), err("ERR syntax error"), "{opts:?}");
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["HSCAN", "h", "0", "COUNT", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(run(&mut ks, 0, &["HSCAN", "str", "0"]), wrongtype());
+    }
+
+    #[test]
+    fn hscan_large_hash_iterates_with_a_cursor() {
+        let mut ks = Keyspace::new();
+        for i in 0..300 {
+            run(
+                &mut ks,
+                0,
+                &["HSET", "h", &format!("f{i}"), &format!("v{i}")],
+            );
+        }
+        let mut cursor = "0".to_string();
+        let mut seen = std::collections::BTreeMap::new();
+        let mut calls = 0;
+        loop {
+            let Reply::Array(r) = run(&mut ks, 0, &["HSCAN", "h", &cursor, "COUNT", "20"]) else {
+                panic!()
+            };
+            let (Reply::Bulk(c), Reply::Array(items)) = (&r[0], &r[1]) else {
+                panic!()
+            };
+            assert!(items.len() <= 40);
+            for pair in items.chunks(2) {
+                seen.insert(format!("{:?}", pair[0]), pair[1].clone());
+            }
+            calls += 1;
+            cursor = String::from_utf8(c.to_vec()).unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert!(calls > 1);
+        assert_eq!(seen.len(), 300);
+        let Reply::Array(r) = run(
+            &mut ks,
+            0,
+            &["HSCAN", "h", "0", "MATCH", "f1?", "COUNT", "1000"],
+        ) else {
+            panic!()
+        };
+        assert_eq!(r[0], bulk("0"));
+        assert!(matches!(&r[1], Reply::Array(items) if items.len() == 20));
+    }
+}
