@@ -571,3 +571,542 @@ fn sscan(ks: &Keyspace, ctx: &mut ReadCtx, a: &[Arg]) -> Result<Reply, CmdError>
     });
     Ok(scan_reply(next, items))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::testing::{bulk, run};
+    use crate::cmd::{apply, ApplyLimits};
+    use proto::{Op, WriteEntry};
+
+    fn err(s: &'static str) -> Reply {
+        Reply::error(s)
+    }
+
+    fn wrongtype() -> Reply {
+        CmdError::WrongType.reply()
+    }
+
+    fn set(items: &[&str]) -> Reply {
+        Reply::Set(items.iter().map(|s| bulk(s)).collect())
+    }
+
+    /// Members of a Set or Array reply, sorted, for order-free comparisons.
+    fn sorted(r: Reply) -> Vec<String> {
+        let (Reply::Set(items) | Reply::Array(items)) = r else {
+            panic!("not a collection: {r:?}")
+        };
+        let mut v: Vec<String> = items
+            .into_iter()
+            .map(|i| match i {
+                Reply::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+                other => panic!("not a bulk: {other:?}"),
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// "str" is a string; a = {1,2,3,4}, b = {3,4,5}, c = {4,5,6}.
+    fn fixture() -> Keyspace {
+        let mut ks = Keyspace::new();
+        run(&mut ks, 0, &["SET", "str", "x"]);
+        assert_eq!(
+            run(&mut ks, 0, &["SADD", "a", "1", "2", "3", "4"]),
+            Reply::Int(4)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SADD", "b", "3", "4", "5"]),
+            Reply::Int(3)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SADD", "c", "4", "5", "6"]),
+            Reply::Int(3)
+        );
+        ks
+    }
+
+    #[test]
+    fn sadd_srem_and_membership() {
+        let mut ks = fixture();
+        assert_eq!(
+            run(&mut ks, 0, &["SADD", "a", "1", "9", "9"]),
+            Reply::Int(1)
+        );
+        assert_eq!(run(&mut ks, 0, &["SREM", "a", "9", "zz"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["SREM", "nokey", "1"]), Reply::Int(0));
+        assert_eq!(
+            run(&mut ks, 0, &["SMEMBERS", "a"]),
+            set(&["1", "2", "3", "4"])
+        );
+        assert_eq!(run(&mut ks, 0, &["SMEMBERS", "nokey"]), set(&[]));
+        assert_eq!(run(&mut ks, 0, &["SISMEMBER", "a", "2"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["SISMEMBER", "a", "9"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["SISMEMBER", "nokey", "2"]), Reply::Int(0));
+        assert_eq!(
+            run(&mut ks, 0, &["SMISMEMBER", "a", "2", "9", "2"]),
+            Reply::Array(vec![Reply::Int(1), Reply::Int(0), Reply::Int(1)])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SMISMEMBER", "nokey", "2", "9"]),
+            Reply::Array(vec![Reply::Int(0), Reply::Int(0)])
+        );
+        assert_eq!(run(&mut ks, 0, &["SCARD", "a"]), Reply::Int(4));
+        assert_eq!(run(&mut ks, 0, &["SCARD", "nokey"]), Reply::Int(0));
+        assert_eq!(
+            run(&mut ks, 0, &["SREM", "b", "3", "4", "5"]),
+            Reply::Int(3)
+        );
+        assert!(!ks.exists(b"b", 0));
+        assert_eq!(run(&mut ks, 0, &["SADD", "e", ""]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["SISMEMBER", "e", ""]), Reply::Int(1));
+        for cmd in [
+            &["SADD", "str", "a"][..],
+            &["SREM", "str", "a"],
+            &["SMEMBERS", "str"],
+            &["SISMEMBER", "str", "a"],
+            &["SMISMEMBER", "str", "a"],
+            &["SCARD", "str"],
+            &["SPOP", "str"],
+            &["SPOP", "str", "0"],
+            &["SRANDMEMBER", "str"],
+            &["SRANDMEMBER", "str", "-1"],
+            &["SSCAN", "str", "0"],
+        ] {
+            assert_eq!(run(&mut ks, 0, cmd), wrongtype(), "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn writes_signal_changes_only_when_something_changed() {
+        let mut ks = fixture();
+        ks.add_interest(b"a");
+        ks.take_dirty();
+        run(&mut ks, 0, &["SADD", "a", "1"]);
+        run(&mut ks, 0, &["SREM", "a", "zz"]);
+        run(&mut ks, 0, &["SMOVE", "a", "b", "zz"]);
+        run(&mut ks, 0, &["SPOP", "a", "0"]);
+        assert!(ks.take_dirty().is_empty());
+        run(&mut ks, 0, &["SADD", "a", "new"]);
+        assert!(!ks.take_dirty().is_empty());
+        run(&mut ks, 0, &["SPOP", "a"]);
+        assert!(!ks.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn spop() {
+        let mut ks = fixture();
+        assert_eq!(run(&mut ks, 0, &["SPOP", "nokey"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 0, &["SPOP", "nokey", "2"]), set(&[]));
+        assert_eq!(run(&mut ks, 0, &["SPOP", "a", "0"]), set(&[]));
+        for bad in ["-1", "x", "-9223372036854775808"] {
+            assert_eq!(
+                run(&mut ks, 0, &["SPOP", "a", bad]),
+                err("ERR value is out of range, must be positive")
+            );
+            // The count is checked before the key's type.
+            assert_eq!(
+                run(&mut ks, 0, &["SPOP", "str", bad]),
+                err("ERR value is out of range, must be positive")
+            );
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["SPOP", "a", "1", "2"]),
+            err("ERR syntax error")
+        );
+        let one = run(&mut ks, 0, &["SPOP", "a"]);
+        let Reply::Bulk(m) = &one else { panic!() };
+        assert_eq!(run_ismember(&mut ks, "a", m), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["SCARD", "a"]), Reply::Int(3));
+        let two = sorted(run(&mut ks, 0, &["SPOP", "a", "2"]));
+        assert_eq!(two.len(), 2);
+        assert_ne!(two[0], two[1]);
+        assert_eq!(run(&mut ks, 0, &["SCARD", "a"]), Reply::Int(1));
+        // A count covering the set pops everything and deletes the key.
+        assert_eq!(
+            sorted(run(&mut ks, 0, &["SPOP", "c", "10"])),
+            ["4", "5", "6"]
+        );
+        assert!(!ks.exists(b"c", 0));
+        assert_eq!(
+            sorted(run(&mut ks, 0, &["SPOP", "b", "9223372036854775807"])),
+            ["3", "4", "5"]
+        );
+        run(&mut ks, 0, &["SPOP", "a"]);
+        assert!(!ks.exists(b"a", 0));
+    }
+
+    fn run_ismember(ks: &mut Keyspace, key: &str, m: &[u8]) -> Reply {
+        crate::cmd::testing::run_bytes(ks, 0, &[b"SISMEMBER", key.as_bytes(), m])
+    }
+
+    #[test]
+    fn spop_of_a_large_set_pops_distinct_members() {
+        let mut ks = Keyspace::new();
+        let members: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+        let mut cmd = vec!["SADD", "s"];
+        cmd.extend(members.iter().map(|s| s.as_str()));
+        run(&mut ks, 0, &cmd);
+        let mut popped = sorted(run(&mut ks, 0, &["SPOP", "s", "100"]));
+        popped.extend(sorted(run(&mut ks, 0, &["SPOP", "s", "800"])));
+        assert_eq!(run(&mut ks, 0, &["SCARD", "s"]), Reply::Int(100));
+        popped.extend(sorted(run(&mut ks, 0, &["SMEMBERS", "s"])));
+        popped.sort();
+        let mut all = members.clone();
+        all.sort();
+        assert_eq!(popped, all);
+    }
+
+    #[test]
+    fn spop_is_deterministic_across_replicas() {
+        let history = |seed: u64| -> (Keyspace, Vec<Reply>) {
+            let mut ks = Keyspace::new();
+            let mut replies = Vec::new();
+            let entries = [
+                vec![
+                    "SADD", "s", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
+                ],
+                vec!["SREM", "s", "c", "f"],
+                vec!["SADD", "s", "k", "l", "m"],
+                vec!["SPOP", "s"],
+                vec!["SPOP", "s", "3"],
+                vec!["SPOP", "s", "5"],
+                vec!["SPOP", "s"],
+            ];
+            for (i, argv) in entries.iter().enumerate() {
+                let entry = WriteEntry {
+                    time_ms: 1000,
+                    seed: seed.wrapping_add(i as u64),
+                    op: Op::Exec(vec![argv
+                        .iter()
+                        .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+                        .collect()]),
+                };
+                replies.extend(apply(&mut ks, &entry, ApplyLimits::default()));
+            }
+            (ks, replies)
+        };
+        let (a, ra) = history(42);
+        let (b, rb) = history(42);
+        assert_eq!(ra, rb);
+        assert!(a.same_state(&b));
+        // Another seed pops other members (with overwhelming probability).
+        let outcomes: std::collections::HashSet<String> =
+            (0..8).map(|s| format!("{:?}", history(s).1)).collect();
+        assert!(outcomes.len() > 1);
+    }
+
+    #[test]
+    fn srandmember() {
+        let mut ks = fixture();
+        assert_eq!(run(&mut ks, 0, &["SRANDMEMBER", "nokey"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, 0, &["SRANDMEMBER", "nokey", "2"]),
+            Reply::Array(vec![])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SRANDMEMBER", "nokey", "-2"]),
+            Reply::Array(vec![])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SRANDMEMBER", "a", "0"]),
+            Reply::Array(vec![])
+        );
+        let one = run(&mut ks, 0, &["SRANDMEMBER", "a"]);
+        assert!(["1", "2", "3", "4"].iter().any(|m| one == bulk(m)));
+        assert_eq!(
+            sorted(run(&mut ks, 0, &["SRANDMEMBER", "a", "10"])),
+            ["1", "2", "3", "4"]
+        );
+        let two = sorted(run(&mut ks, 0, &["SRANDMEMBER", "a", "2"]));
+        assert_eq!(two.len(), 2);
+        assert_ne!(two[0], two[1]);
+        let many = run(&mut ks, 0, &["SRANDMEMBER", "a", "-20"]);
+        assert!(matches!(&many, Reply::Array(v) if v.len() == 20));
+        let mut distinct = sorted(many);
+        distinct.dedup();
+        assert!(distinct.len() > 1 && distinct.len() <= 4);
+        assert_eq!(run(&mut ks, 0, &["SCARD", "a"]), Reply::Int(4), "a read");
+        assert_eq!(
+            run(&mut ks, 0, &["SRANDMEMBER", "a", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SRANDMEMBER", "str", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SRANDMEMBER", "a", "-9223372036854775808"]),
+            err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SRANDMEMBER", "a", "1", "2"]),
+            err("ERR syntax error")
+        );
+    }
+
+    #[test]
+    fn smove() {
+        let mut ks = fixture();
+        assert_eq!(run(&mut ks, 0, &["SMOVE", "a", "d", "1"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["SMEMBERS", "d"]), set(&["1"]));
+        assert_eq!(run(&mut ks, 0, &["SISMEMBER", "a", "1"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["SMOVE", "a", "b", "3"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["SCARD", "b"]), Reply::Int(3));
+        assert_eq!(run(&mut ks, 0, &["SMOVE", "a", "d", "zz"]), Reply::Int(0));
+        assert_eq!(
+            run(&mut ks, 0, &["SMOVE", "nokey", "d", "1"]),
+            Reply::Int(0)
+        );
+        assert!(!ks.exists(b"nokey", 0));
+        assert_eq!(run(&mut ks, 0, &["SMOVE", "a", "a", "2"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["SMOVE", "a", "a", "zz"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["SCARD", "a"]), Reply::Int(2));
+        assert_eq!(run(&mut ks, 0, &["SMOVE", "a", "str", "2"]), wrongtype());
+        assert_eq!(run(&mut ks, 0, &["SMOVE", "a", "str", "zz"]), wrongtype());
+        assert_eq!(run(&mut ks, 0, &["SMOVE", "str", "a", "2"]), wrongtype());
+        assert_eq!(
+            run(&mut ks, 0, &["SMOVE", "nokey", "str", "1"]),
+            Reply::Int(0)
+        );
+        assert_eq!(run(&mut ks, 0, &["SCARD", "a"]), Reply::Int(2));
+        // Moving the last member deletes the source.
+        run(&mut ks, 0, &["SMOVE", "a", "d", "2"]);
+        run(&mut ks, 0, &["SMOVE", "a", "d", "4"]);
+        assert!(!ks.exists(b"a", 0));
+        assert_eq!(sorted(run(&mut ks, 0, &["SMEMBERS", "d"])), ["1", "2", "4"]);
+    }
+
+    #[test]
+    fn algebra() {
+        let mut ks = fixture();
+        assert_eq!(sorted(run(&mut ks, 0, &["SINTER", "a", "b"])), ["3", "4"]);
+        assert_eq!(sorted(run(&mut ks, 0, &["SINTER", "a", "b", "c"])), ["4"]);
+        assert_eq!(
+            sorted(run(&mut ks, 0, &["SINTER", "a"])),
+            ["1", "2", "3", "4"]
+        );
+        assert_eq!(run(&mut ks, 0, &["SINTER", "a", "nokey"]), set(&[]));
+        assert_eq!(
+            sorted(run(&mut ks, 0, &["SUNION", "a", "b", "c", "nokey"])),
+            ["1", "2", "3", "4", "5", "6"]
+        );
+        assert_eq!(run(&mut ks, 0, &["SUNION", "nokey"]), set(&[]));
+        assert_eq!(sorted(run(&mut ks, 0, &["SDIFF", "a", "b"])), ["1", "2"]);
+        assert_eq!(
+            sorted(run(&mut ks, 0, &["SDIFF", "a", "b", "c"])),
+            ["1", "2"]
+        );
+        assert_eq!(
+            sorted(run(&mut ks, 0, &["SDIFF", "a", "nokey"])),
+            ["1", "2", "3", "4"]
+        );
+        assert_eq!(run(&mut ks, 0, &["SDIFF", "a", "a"]), set(&[]));
+        assert_eq!(run(&mut ks, 0, &["SDIFF", "nokey", "a"]), set(&[]));
+        // Every key's type is checked, even after a missing key.
+        for cmd in ["SINTER", "SUNION", "SDIFF"] {
+            assert_eq!(
+                run(&mut ks, 0, &[cmd, "nokey", "str"]),
+                wrongtype(),
+                "{cmd}"
+            );
+            assert_eq!(run(&mut ks, 0, &[cmd, "a", "str"]), wrongtype(), "{cmd}");
+        }
+    }
+
+    #[test]
+    fn algebra_store() {
+        let mut ks = fixture();
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERSTORE", "d", "a", "b"]),
+            Reply::Int(2)
+        );
+        assert_eq!(sorted(run(&mut ks, 0, &["SMEMBERS", "d"])), ["3", "4"]);
+        // The destination is overwritten whatever its type, and loses its TTL.
+        assert!(ks.set_expire(b"str", 10_000, 0));
+        assert_eq!(
+            run(&mut ks, 0, &["SUNIONSTORE", "str", "b", "c"]),
+            Reply::Int(4)
+        );
+        assert_eq!(ks.peek(b"str", 0).unwrap().value.type_name(), "set");
+        assert_eq!(ks.peek(b"str", 0).unwrap().expire_at(), None);
+        assert_eq!(
+            run(&mut ks, 0, &["SDIFFSTORE", "d", "a", "b", "c"]),
+            Reply::Int(2)
+        );
+        assert_eq!(sorted(run(&mut ks, 0, &["SMEMBERS", "d"])), ["1", "2"]);
+        // A destination among the sources.
+        assert_eq!(
+            run(&mut ks, 0, &["SUNIONSTORE", "a", "a", "c"]),
+            Reply::Int(6)
+        );
+        // An empty result deletes the destination.
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERSTORE", "d", "a", "nokey"]),
+            Reply::Int(0)
+        );
+        assert!(!ks.exists(b"d", 0));
+        run(&mut ks, 0, &["SET", "s2", "x"]);
+        assert_eq!(
+            run(&mut ks, 0, &["SDIFFSTORE", "s2", "b", "b"]),
+            Reply::Int(0)
+        );
+        assert!(!ks.exists(b"s2", 0));
+        assert_eq!(
+            run(&mut ks, 0, &["SUNIONSTORE", "d", "nokey", "nokey2"]),
+            Reply::Int(0)
+        );
+        assert!(!ks.exists(b"d", 0));
+        run(&mut ks, 0, &["SET", "s3", "x"]);
+        for cmd in ["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"] {
+            assert_eq!(
+                run(&mut ks, 0, &[cmd, "d", "nokey", "s3"]),
+                wrongtype(),
+                "{cmd}"
+            );
+        }
+        assert!(!ks.exists(b"d", 0));
+    }
+
+    #[test]
+    fn sintercard() {
+        let mut ks = fixture();
+        assert_eq!(run(&mut ks, 0, &["SINTERCARD", "1", "a"]), Reply::Int(4));
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "2", "a", "b"]),
+            Reply::Int(2)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "2", "a", "b", "LIMIT", "1"]),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "2", "a", "b", "limit", "0"]),
+            Reply::Int(2)
+        );
+        assert_eq!(
+            run(
+                &mut ks,
+                0,
+                &["SINTERCARD", "2", "a", "b", "limit", "5", "limit", "1"]
+            ),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "2", "a", "nokey"]),
+            Reply::Int(0)
+        );
+        for bad in ["-1", "x"] {
+            assert_eq!(
+                run(&mut ks, 0, &["SINTERCARD", "1", "str", "LIMIT", bad]),
+                err("ERR LIMIT can't be negative")
+            );
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "2", "a", "b", "limit"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "2", "a", "b", "foo", "1"]),
+            err("ERR syntax error")
+        );
+        for bad in ["0", "-1", "x"] {
+            assert_eq!(
+                run(&mut ks, 0, &["SINTERCARD", bad, "a"]),
+                err("ERR numkeys should be greater than 0")
+            );
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "3", "a", "b"]),
+            err("ERR Number of keys can't be greater than number of args")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "2", "nokey", "str"]),
+            wrongtype()
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SINTERCARD", "2", "str", "nokey"]),
+            wrongtype()
+        );
+    }
+
+    #[test]
+    fn key_positions() {
+        let spec = |name: &str| crate::cmd::lookup(name.as_bytes()).unwrap();
+        let argv = |s: &[&str]| -> Vec<Arg> {
+            s.iter()
+                .map(|a| Arg::copy_from_slice(a.as_bytes()))
+                .collect()
+        };
+        let card = spec("sintercard");
+        assert!(card.has(MOVABLE_KEYS));
+        assert_eq!(
+            card.key_positions(&argv(&["SINTERCARD", "2", "a", "b", "LIMIT", "1"])),
+            Ok(vec![2, 3])
+        );
+        assert!(card
+            .key_positions(&argv(&["SINTERCARD", "0", "a"]))
+            .is_err());
+        assert!(card
+            .key_positions(&argv(&["SINTERCARD", "3", "a", "b"]))
+            .is_err());
+        assert_eq!(
+            spec("sinterstore").key_positions(&argv(&["SINTERSTORE", "d", "a", "b"])),
+            Ok(vec![1, 2, 3])
+        );
+        assert_eq!(
+            spec("smove").key_positions(&argv(&["SMOVE", "s", "d", "m"])),
+            Ok(vec![1, 2])
+        );
+    }
+
+    #[test]
+    fn sscan() {
+        let mut ks = fixture();
+        assert_eq!(
+            run(&mut ks, 0, &["SSCAN", "a", "0", "COUNT", "1"]),
+            Reply::Array(vec![
+                bulk("0"),
+                Reply::Array(["1", "2", "3", "4"].iter().map(|s| bulk(s)).collect())
+            ])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SSCAN", "a", "0", "MATCH", "[13]"]),
+            Reply::Array(vec![bulk("0"), Reply::Array(vec![bulk("1"), bulk("3")])])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SSCAN", "nokey", "0"]),
+            Reply::Array(vec![bulk("0"), Reply::Array(vec![])])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SSCAN", "a", "x"]),
+            err("ERR invalid cursor")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["SSCAN", "a", "0", "COUNT", "0"]),
+            err("ERR syntax error")
+        );
+        // A set of non-integers is a hashtable in Redis: iterated with a cursor.
+        let members: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+        let mut cmd = vec!["SADD", "big"];
+        cmd.extend(members.iter().map(|s| s.as_str()));
+        run(&mut ks, 0, &cmd);
+        let mut cursor = "0".to_string();
+        let mut seen = Vec::new();
+        loop {
+            let Reply::Array(r) = run(&mut ks, 0, &["SSCAN", "big", &cursor, "COUNT", "7"]) else {
+                panic!()
+            };
+            let Reply::Bulk(c) = &r[0] else { panic!() };
+            seen.extend(sorted(r[1].clone()));
+            cursor = String::from_utf8(c.to_vec()).unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        seen.sort();
+        let mut all = members.clone();
+        all.sort();
+        assert_eq!(seen, all);
+    }
+}
