@@ -446,7 +446,7 @@ fn hrandfield(ks: &Keyspace, ctx: &mut ReadCtx, a: &[Arg]) -> Result<Reply, CmdE
     let with_values = match a.len() {
         3 => false,
         4 if args::is(&a[3], "withvalues") => {
-            if count < -(i64::MAX / 2) || count > i64::MAX / 2 {
+            if !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
                 return Err(CmdError::other("ERR value is out of range"));
             }
             true
