@@ -64,6 +64,19 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
                 encode(v, proto, out);
             }
         }
+        Reply::Pairs(pairs) => {
+            match proto {
+                Protocol::Resp3 => header(out, b'*', pairs.len()),
+                Protocol::Resp2 => header(out, b'*', pairs.len() * 2),
+            }
+            for (a, b) in pairs {
+                if proto == Protocol::Resp3 {
+                    header(out, b'*', 2);
+                }
+                encode(a, proto, out);
+                encode(b, proto, out);
+            }
+        }
         Reply::Double(d) => {
             let s = format_double(*d);
             match proto {
@@ -170,5 +183,11 @@ mod tests {
             "=6\r\ntxt:hi\r\n"
         );
         assert_eq!(enc(&Reply::error("ERR x"), Protocol::Resp3), "-ERR x\r\n");
+        let pairs = Reply::Pairs(vec![(Reply::bulk("a"), Reply::bulk("1"))]);
+        assert_eq!(enc(&pairs, Protocol::Resp2), "*2\r\n$1\r\na\r\n$1\r\n1\r\n");
+        assert_eq!(
+            enc(&pairs, Protocol::Resp3),
+            "*1\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n"
+        );
     }
 }

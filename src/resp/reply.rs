@@ -20,6 +20,9 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     /// RESP3 set; an array in RESP2.
     Set(Vec<Reply>),
+    /// Pairs that Redis 7 sends as an array of two-element arrays in RESP3 and as one
+    /// flat array in RESP2 (HRANDFIELD WITHVALUES, ZRANGE WITHSCORES).
+    Pairs(Vec<(Reply, Reply)>),
     /// RESP3 double; a bulk string in RESP2.
     Double(f64),
     /// RESP3 boolean; the integer 1 or 0 in RESP2.
