@@ -393,42 +393,23 @@ fn store_field(ks: &mut Keyspace, key: &[u8], field: &[u8], value: &[u8], now: u
     }
 }
 
-/// HINCRBYFLOAT's arithmetic: `current + by` as the text Redis would store, with
-/// Redis's checks in its order (the increment first). Redis computes in long double
-/// and prints `%.17Lf` with trailing zeros removed; this uses f64, so sums such as
-/// 0.1 + 0.2 keep f64's rounding noise. After merge the lead routes this to the
-/// long-double routine in `keyspace::float`; callers depend only on this signature.
+/// HINCRBYFLOAT's arithmetic: Redis's long double (see `keyspace::float`), with
+/// HINCRBYFLOAT's own checks and texts: an infinite increment is refused before the
+/// stored value is looked at.
 fn incr_float(current: &[u8], by: &[u8]) -> Result<Vec<u8>, CmdError> {
-    let by = args::float(by)?;
-    if !by.is_finite() {
-        return Err(CmdError::other("ERR value is NaN or Infinity"));
+    use crate::keyspace::float::{incr_long_double, IncrFloatError};
+    match incr_long_double(b"0", by) {
+        Err(IncrFloatError::NanOrInfinity) => {
+            return Err(CmdError::other("ERR value is NaN or Infinity"))
+        }
+        Err(_) => return Err(CmdError::NotFloat),
+        Ok(_) => {}
     }
-    let current = crate::keyspace::float::parse_double(current)
-        .ok_or_else(|| CmdError::other("ERR hash value is not a float"))?;
-    let sum = current + by;
-    if !sum.is_finite() {
-        return Err(CmdError::NanOrInfinity);
-    }
-    Ok(format_human(sum).into_bytes())
-}
-
-/// Redis's `ld2string(.., LD_STR_HUMAN)` applied to an f64: fixed notation with at
-/// most 17 fractional digits, trailing zeros removed, "-0" printed as "0". Rust's
-/// shortest round-trip digits stand in for long double's extra precision.
-fn format_human(v: f64) -> String {
-    let shortest = v.to_string();
-    let mut s = match shortest.split_once('.') {
-        Some((_, frac)) if frac.len() > 17 => format!("{v:.17}"),
-        _ => shortest,
-    };
-    if s.contains('.') {
-        let trimmed = s.trim_end_matches('0').trim_end_matches('.').len();
-        s.truncate(trimmed);
-    }
-    if s == "-0" {
-        s = "0".into();
-    }
-    s
+    incr_long_double(current, by).map_err(|e| match e {
+        IncrFloatError::IncrNotFloat => CmdError::NotFloat,
+        IncrFloatError::CurrentNotFloat => CmdError::other("ERR hash value is not a float"),
+        IncrFloatError::NanOrInfinity => CmdError::NanOrInfinity,
+    })
 }
 
 /// HRANDFIELD key [count [WITHVALUES]]
@@ -964,14 +945,21 @@ mod tests {
     }
 
     #[test]
-    fn human_float_format() {
-        assert_eq!(format_human(3.0), "3");
-        assert_eq!(format_human(-0.0), "0");
-        assert_eq!(format_human(2.5), "2.5");
-        assert_eq!(format_human(1e-18), "0");
-        assert_eq!(format_human(-1e-18), "0");
-        assert_eq!(format_human(1e-17), "0.00000000000000001");
-        assert_eq!(format_human(123456.75), "123456.75");
+    fn hincrbyfloat_uses_long_double() {
+        let mut ks = Keyspace::new();
+        run(&mut ks, 0, &["HINCRBYFLOAT", "h", "f", "0.1"]);
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBYFLOAT", "h", "f", "0.2"]),
+            bulk("0.3")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBYFLOAT", "h", "f", "inf"]),
+            err("ERR value is NaN or Infinity")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBYFLOAT", "h", "g", "1e20"]),
+            bulk("100000000000000000000")
+        );
     }
 
     fn count_distinct(items: &[Reply]) -> usize {
