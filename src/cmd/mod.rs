@@ -43,7 +43,7 @@ impl ReadCtx {
     pub fn new(now: u64) -> ReadCtx {
         ReadCtx {
             now,
-            rng: Rng::new(Rng::local_seed()),
+            rng: Rng::local(),
             no_touch: false,
         }
     }
@@ -87,10 +87,12 @@ pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
     .flatten()
 }
 
-fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
-    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+type Table = HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>;
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut t = HashMap::new();
+        let mut t = Table::default();
         for c in all_commands() {
             assert!(
                 t.insert(c.name, c).is_none(),

@@ -30,6 +30,19 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// A generator for local (non-replicated) choices, cheap enough for every read:
+    /// seeded from a per-thread sequence rather than the clock.
+    pub fn local() -> Rng {
+        use std::cell::Cell;
+        thread_local!(static NEXT: Cell<u64> = Cell::new(Rng::local_seed()));
+        NEXT.with(|n| {
+            let mut r = Rng::new(n.get());
+            let seed = r.next_u64();
+            n.set(r.0);
+            Rng::new(seed)
+        })
+    }
+
     /// A seed from the local clock and address-space entropy: for the leader to stamp
     /// into entries and for local (non-replicated) sampling.
     pub fn local_seed() -> u64 {

@@ -200,6 +200,8 @@ pub struct ClientState {
     pub stats: super::stats::LocalStats,
     /// The last command run, published to CLIENT LIST once per read batch.
     pub last_cmd: &'static str,
+    /// When the current command started, for its duration (see dispatch).
+    pub mark: std::time::Instant,
 }
 
 impl ClientState {
@@ -223,6 +225,7 @@ impl ClientState {
             reply_skip: false,
             stats: Default::default(),
             last_cmd: "",
+            mark: std::time::Instant::now(),
         }
     }
 

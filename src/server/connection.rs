@@ -55,6 +55,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                 match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        client.mark = std::time::Instant::now();
                         server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
@@ -100,6 +101,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                             handle.info.lock().unwrap().blocked = true;
                             let reply = wait_block(&server, &client, wait).await;
                             handle.info.lock().unwrap().blocked = false;
+                            client.mark = std::time::Instant::now();
                             match reply {
                                 Some(r) => encode(&r, client.proto, &mut out),
                                 None => break 'conn,

@@ -64,7 +64,6 @@ fn effective_spec(spec: &'static CommandSpec, args: &[Bytes]) -> &'static Comman
 
 /// Runs one command for a client.
 pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> Flow {
-    let start = Instant::now();
     let container = match cmd::check(&args) {
         Ok(s) => s,
         Err(reply) => {
@@ -101,8 +100,12 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
         // shows the running command as `cmd=`, as Redis does): publish first.
         c.flush(&server.stats);
     }
-    let flow = run(server, c, container, args.clone());
-    let usec = start.elapsed().as_micros() as u64;
+    let (flow, args) = run(server, c, container, args);
+    // One clock read per command: its duration runs from the end of the previous
+    // command in the batch (or the batch's start).
+    let end = Instant::now();
+    let usec = end.saturating_duration_since(c.mark).as_micros() as u64;
+    c.mark = end;
     let error = match &flow {
         Flow::Reply(r) => r.is_error().then_some(r),
         Flow::Replies(rs) => rs.iter().find(|r| r.is_error()),
@@ -163,44 +166,43 @@ fn run(
     c: &mut ClientState,
     spec: &'static CommandSpec,
     args: Vec<Bytes>,
-) -> Flow {
+) -> (Flow, Vec<Bytes>) {
     match spec.handler {
-        Handler::Server => commands::run(server, c, spec, args),
+        Handler::Server => (commands::run(server, c, spec, args.clone()), args),
         Handler::Read(_) => {
             let st = server.shard.lock();
             let mut ctx = ReadCtx::new(st.now());
             ctx.no_touch = c.no_touch;
-            Flow::Reply(cmd::execute_read(&st.ks, &mut ctx, spec, &args))
+            let reply = cmd::execute_read(&st.ks, &mut ctx, spec, &args);
+            (Flow::Reply(reply), args)
         }
         Handler::Write(_) => {
             let mut st = server.shard.lock();
-            let reply = st
-                .write(vec![args.clone()])
-                .pop()
-                .expect("one reply per command");
+            let (reply, args) = st.write_one(args);
             server.after_write(&mut st);
             if spec.has(flags::BLOCKING) && is_empty_pop(&reply) && c.multi.is_none() {
                 let Some(timeout) = block_timeout(spec, &args) else {
-                    return Flow::Reply(reply);
+                    return (Flow::Reply(reply), args);
                 };
                 let (tx, rx) = oneshot::channel();
                 let keys = blocking_keys(spec, &args);
                 let ticket = server.waiters.lock().unwrap().block(
                     &mut st.ks,
                     Blocked {
-                        argv: args,
+                        argv: args.clone(),
                         keys,
                         reply: tx,
                     },
                 );
                 let deadline = timeout.map(|t| Instant::now() + t);
-                return Flow::Block(BlockWait {
+                let wait = BlockWait {
                     ticket,
                     rx,
                     deadline,
-                });
+                };
+                return (Flow::Block(wait), args);
             }
-            Flow::Reply(reply)
+            (Flow::Reply(reply), args)
         }
     }
 }

@@ -189,18 +189,34 @@ impl ShardState {
     /// The write path: stamps the time and a fresh seed into an entry, applies it and
     /// returns apply's replies.
     pub fn propose(&mut self, op: Op) -> Vec<Reply> {
+        self.propose_entry(op).0
+    }
+
+    fn propose_entry(&mut self, op: Op) -> (Vec<Reply>, WriteEntry) {
         let entry = WriteEntry {
             time_ms: self.now(),
             seed: self.seeds.next_u64(),
             op,
         };
         self.applied += 1;
-        cmd::apply(&mut self.ks, &entry, self.settings.limits)
+        let replies = cmd::apply(&mut self.ks, &entry, self.settings.limits);
+        (replies, entry)
     }
 
     /// Runs commands (one, or a MULTI block) as one atomic entry.
     pub fn write(&mut self, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
         self.propose(Op::Exec(cmds))
+    }
+
+    /// Runs one command as an entry and hands its arguments back, so the caller can
+    /// still use them (slowlog, blocking) without copying them first.
+    pub fn write_one(&mut self, args: Vec<Bytes>) -> (Reply, Vec<Bytes>) {
+        let (mut replies, entry) = self.propose_entry(Op::Exec(vec![args]));
+        let reply = replies.pop().expect("one reply per command");
+        match entry.op {
+            Op::Exec(mut cmds) => (reply, cmds.pop().expect("the command")),
+            _ => unreachable!("an Exec entry stays an Exec entry"),
+        }
     }
 
     /// Redis's performEvictions, run before a command when maxmemory is set: evicts
