@@ -68,6 +68,15 @@ impl ZSet {
         ZSet::default()
     }
 
+    /// A set in the skiplist encoding from the start, as Redis builds the results of
+    /// ZUNION, ZINTER and ZDIFF (which keeps the sign of a zero score).
+    pub fn new_unpacked() -> ZSet {
+        ZSet {
+            compact: false,
+            ..ZSet::default()
+        }
+    }
+
     /// Rebuilds a set from its replicated state (snapshots).
     pub fn from_parts(members: SlabMap<f64>, compact: bool) -> ZSet {
         let mut z = ZSet {

@@ -56,6 +56,19 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
                 encode(v, proto, out);
             }
         }
+        Reply::Pairs(pairs) => {
+            match proto {
+                Protocol::Resp3 => header(out, b'*', pairs.len()),
+                Protocol::Resp2 => header(out, b'*', pairs.len() * 2),
+            }
+            for (a, b) in pairs {
+                if proto == Protocol::Resp3 {
+                    header(out, b'*', 2);
+                }
+                encode(a, proto, out);
+                encode(b, proto, out);
+            }
+        }
         Reply::Double(d) => {
             let s = format_double(*d);
             match proto {
@@ -132,6 +145,14 @@ mod tests {
         let mut out = BytesMut::new();
         encode(r, p, &mut out);
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn pairs_are_flat_in_resp2_and_nested_in_resp3() {
+        let p = Reply::Pairs(vec![(Reply::bulk("a"), Reply::Double(1.0))]);
+        assert_eq!(enc(&p, Protocol::Resp2), "*2\r\n$1\r\na\r\n$1\r\n1\r\n");
+        assert_eq!(enc(&p, Protocol::Resp3), "*1\r\n*2\r\n$1\r\na\r\n,1\r\n");
+        assert_eq!(enc(&Reply::Pairs(vec![]), Protocol::Resp3), "*0\r\n");
     }
 
     #[test]
