@@ -1100,7 +1100,7 @@ fn mpop(ks: &mut Keyspace, ctx: &WriteCtx, a: &[Arg], at: usize) -> Result<Reply
     if at == 2 {
         check_timeout(&a[1])?;
     }
-    let count = count.unwrap_or(1).min(usize::MAX as i64) as usize;
+    let count = usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX);
     Ok(
         match pop_first(ks, ctx.now, &a[at + 1..where_idx], max, count)? {
             Some((key, items)) if !items.is_empty() => Reply::Array(vec![
@@ -1164,7 +1164,8 @@ impl<'a> Src<'a> {
     fn items(&self) -> Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a> {
         match *self {
             Src::None => Box::new(std::iter::empty()),
-            Src::Z(z) => Box::new(z.iter()),
+            // Redis's zuiNext walks a sorted set from its highest item down.
+            Src::Z(z) => Box::new(z.iter().rev()),
             Src::S(s) => Box::new(s.keys().map(|k| (&k[..], 1.0))),
         }
     }
@@ -1434,12 +1435,12 @@ fn zrandmember(ks: &Keyspace, ctx: &mut ReadCtx, a: &[Arg]) -> Result<Reply, Cmd
             .expect("non-empty");
         return Ok(Reply::bulk(z.members().at(pos).unwrap().0));
     }
-    let l = ranged_int(
-        &a[2],
-        -i64::MAX,
-        i64::MAX,
-        "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-    )?;
+    let l = args::int(&a[2])?;
+    if l == i64::MIN {
+        return Err(CmdError::other(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
+    }
     if a.len() > 4 || (a.len() == 4 && !args::is(&a[3], "withscores")) {
         return Err(CmdError::Syntax);
     }
@@ -1468,7 +1469,7 @@ fn zrandmember(ks: &Keyspace, ctx: &mut ReadCtx, a: &[Arg]) -> Result<Reply, Cmd
             .map(|_| entry(members.random_pos(|| rng.next_u64()).unwrap()))
             .collect()
     } else if count as usize >= z.len() {
-        z.iter().collect()
+        Src::Z(z).items().collect()
     } else if count * 3 > z.len() as u64 {
         // Most of the set: drop random members until `count` remain.
         let mut keep: Vec<u32> = (0..members.capacity_slots() as u32)
