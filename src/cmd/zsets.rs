@@ -1570,3 +1570,992 @@ fn zscan(ks: &Keyspace, ctx: &mut ReadCtx, a: &[Arg]) -> Result<Reply, CmdError>
         Reply::Array(items),
     ]))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Expected replies were taken from redis-server 7.0.15.
+    use super::*;
+    use crate::cmd::testing::{bulk, run};
+
+    fn ks_with(cmds: &[&[&str]]) -> Keyspace {
+        let mut ks = Keyspace::new();
+        for c in cmds {
+            let r = run(&mut ks, 0, c);
+            assert!(!r.is_error(), "{c:?}: {r:?}");
+        }
+        ks
+    }
+
+    fn err(s: &'static str) -> Reply {
+        Reply::error(s)
+    }
+
+    fn bulks(items: &[&str]) -> Reply {
+        Reply::Array(items.iter().map(|s| bulk(s)).collect())
+    }
+
+    fn pairs(items: &[(&str, f64)]) -> Reply {
+        Reply::Pairs(
+            items
+                .iter()
+                .map(|(m, s)| (bulk(m), Reply::Double(*s)))
+                .collect(),
+        )
+    }
+
+    fn abcde() -> Keyspace {
+        ks_with(&[&[
+            "ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e",
+        ]])
+    }
+
+    fn encoding(ks: &Keyspace, key: &str) -> &'static str {
+        ks.peek(key.as_bytes(), 0).unwrap().value.encoding()
+    }
+
+    #[test]
+    fn zadd_options_and_errors() {
+        let mut ks = Keyspace::new();
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "1", "a", "2", "b"]),
+            Reply::Int(2)
+        );
+        assert_eq!(run(&mut ks, 0, &["ZADD", "z", "0x10", "h"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["ZSCORE", "z", "h"]), Reply::Double(16.0));
+        for (args, e) in [
+            (
+                &["ZADD", "z", "1e400", "b"][..],
+                "ERR value is not a valid float",
+            ),
+            (&["ZADD", "z", "nan", "b"], "ERR value is not a valid float"),
+            (
+                &["ZADD", "z", "nx", "xx", "1", "a"],
+                "ERR XX and NX options at the same time are not compatible",
+            ),
+            (
+                &["ZADD", "z", "gt", "lt", "1", "a"],
+                "ERR GT, LT, and/or NX options at the same time are not compatible",
+            ),
+            (
+                &["ZADD", "z", "gt", "nx", "1", "a"],
+                "ERR GT, LT, and/or NX options at the same time are not compatible",
+            ),
+            (
+                &["ZADD", "z", "incr", "1", "a", "2", "b"],
+                "ERR INCR option supports a single increment-element pair",
+            ),
+            (&["ZADD", "z", "1", "a", "2"], "ERR syntax error"),
+            (&["ZADD", "z", "ch", "nx"], "ERR syntax error"),
+            (
+                &["ZADD", "z", "1"],
+                "ERR wrong number of arguments for 'zadd' command",
+            ),
+        ] {
+            assert_eq!(run(&mut ks, 0, args), err(e), "{args:?}");
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "inf", "p", "-inf", "n"]),
+            Reply::Int(2)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "incr", "-inf", "p"]),
+            err("ERR resulting score is not a number (NaN)")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "incr", "nx", "5", "a"]),
+            Reply::Nil
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "incr", "xx", "5", "zz"]),
+            Reply::Nil
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "incr", "2.5", "a"]),
+            Reply::Double(3.5)
+        );
+        assert_eq!(
+            run(
+                &mut ks,
+                0,
+                &["ZADD", "z", "gt", "ch", "1", "a", "100", "new"]
+            ),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            run(
+                &mut ks,
+                0,
+                &["ZADD", "z", "lt", "ch", "1", "a", "100", "new"]
+            ),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "xx", "9", "a", "9", "nosuch"]),
+            Reply::Int(0)
+        );
+        assert_eq!(run(&mut ks, 0, &["ZSCORE", "z", "a"]), Reply::Double(9.0));
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "ch", "9", "a"]),
+            Reply::Int(0)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "nokey", "xx", "1", "a"]),
+            Reply::Int(0)
+        );
+        assert!(!ks.exists(b"nokey", 0));
+        run(&mut ks, 0, &["SET", "s", "v"]);
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "s", "1", "a"]),
+            err("WRONGTYPE Operation against a key holding the wrong kind of value")
+        );
+    }
+
+    #[test]
+    fn zincrby_zscore_zmscore_zrank() {
+        let mut ks = abcde();
+        assert_eq!(
+            run(&mut ks, 0, &["ZINCRBY", "z", "1.5", "a"]),
+            Reply::Double(2.5)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZINCRBY", "z", "x", "a"]),
+            err("ERR value is not a valid float")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZINCRBY", "n", "-inf", "a"]),
+            Reply::Double(f64::NEG_INFINITY)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZINCRBY", "n", "inf", "a"]),
+            err("ERR resulting score is not a number (NaN)")
+        );
+        assert_eq!(run(&mut ks, 0, &["ZSCORE", "z", "nosuch"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 0, &["ZSCORE", "nokey", "a"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, 0, &["ZMSCORE", "z", "a", "nosuch", "e"]),
+            Reply::Array(vec![Reply::Double(2.5), Reply::Nil, Reply::Double(5.0)])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZMSCORE", "nokey", "a"]),
+            Reply::Array(vec![Reply::Nil])
+        );
+        assert_eq!(run(&mut ks, 0, &["ZRANK", "z", "c"]), Reply::Int(2));
+        assert_eq!(run(&mut ks, 0, &["ZREVRANK", "z", "c"]), Reply::Int(2));
+        assert_eq!(run(&mut ks, 0, &["ZRANK", "z", "e"]), Reply::Int(4));
+        assert_eq!(run(&mut ks, 0, &["ZREVRANK", "z", "e"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["ZRANK", "z", "nosuch"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 0, &["ZRANK", "nokey", "a"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, 0, &["ZRANK", "z", "a", "withscore"]),
+            err("ERR wrong number of arguments for 'zrank' command")
+        );
+        assert_eq!(run(&mut ks, 0, &["ZCARD", "z"]), Reply::Int(5));
+        assert_eq!(run(&mut ks, 0, &["ZCARD", "nokey"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn zrange_by_rank() {
+        let mut ks = abcde();
+        assert_eq!(
+            run(&mut ks, 0, &["ZRANGE", "z", "-3", "-1"]),
+            bulks(&["c", "d", "e"])
+        );
+        assert_eq!(run(&mut ks, 0, &["ZRANGE", "z", "5", "2"]), bulks(&[]));
+        assert_eq!(
+            run(&mut ks, 0, &["ZRANGE", "z", "-100", "100"]),
+            bulks(&["a", "b", "c", "d", "e"])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZRANGE", "z", "0", "1", "rev", "withscores"]),
+            pairs(&[("e", 5.0), ("d", 4.0)])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZREVRANGE", "z", "1", "-2"]),
+            bulks(&["d", "c", "b"])
+        );
+        assert_eq!(
+            run(
+                &mut ks,
+                0,
+                &["ZRANGE", "z", "0", "0", "withscores", "withscores"]
+            ),
+            pairs(&[("a", 1.0)])
+        );
+        assert_eq!(run(&mut ks, 0, &["ZRANGE", "nokey", "0", "-1"]), bulks(&[]));
+        for (args, e) in [
+            (&["ZRANGE", "z", "0", "-1", "limit", "0", "1"][..],
+                "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"),
+            (&["ZRANGE", "z", "[a", "[b", "bylex", "withscores"],
+                "ERR syntax error, WITHSCORES not supported in combination with BYLEX"),
+            (&["ZRANGE", "z", "0", "1", "byscore", "bylex"], "ERR syntax error"),
+            (&["ZRANGE", "z", "0", "1", "rev", "rev"], "ERR syntax error"),
+            (&["ZRANGE", "z", "0", "1", "limit", "0"], "ERR syntax error"),
+            (&["ZRANGE", "z", "x", "1"], "ERR value is not an integer or out of range"),
+            (&["ZRANGE", "z", "(1", "2", "byscore", "limit", "0", "x"], "ERR value is not an integer or out of range"),
+            (&["ZRANGEBYSCORE", "z", "1", "2", "rev"], "ERR syntax error"),
+            (&["ZREVRANGE", "z", "0", "1", "byscore"], "ERR syntax error"),
+        ] {
+            assert_eq!(run(&mut ks, 0, args), err(e), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn zrange_by_score() {
+        let mut ks = abcde();
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        assert_eq!(
+            q(&mut ks, &["ZRANGEBYSCORE", "z", "", "3"]),
+            bulks(&["a", "b", "c"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGEBYSCORE", "z", " 1", "0x3"]),
+            bulks(&["a", "b", "c"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGEBYSCORE", "z", "1e400", "inf"]),
+            bulks(&[])
+        );
+        assert_eq!(q(&mut ks, &["ZRANGEBYSCORE", "z", "(", "1"]), bulks(&["a"]));
+        assert_eq!(
+            q(&mut ks, &["ZRANGEBYSCORE", "z", "(1", "(5"]),
+            bulks(&["b", "c", "d"])
+        );
+        assert_eq!(q(&mut ks, &["ZRANGEBYSCORE", "z", "3", "1"]), bulks(&[]));
+        assert_eq!(
+            q(&mut ks, &["ZRANGEBYSCORE", "z", "1", "3 "]),
+            err("ERR min or max is not a float")
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGEBYSCORE", "z", "nan", "3"]),
+            err("ERR min or max is not a float")
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &["ZRANGEBYSCORE", "z", "1", "5", "limit", "-1", "2"]
+            ),
+            bulks(&[])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &["ZRANGEBYSCORE", "z", "1", "5", "limit", "1", "-1"]
+            ),
+            bulks(&["b", "c", "d", "e"])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &["ZRANGEBYSCORE", "z", "1", "5", "limit", "0", "0"]
+            ),
+            bulks(&[])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &["ZRANGEBYSCORE", "z", "1", "5", "limit", "5", "1"]
+            ),
+            bulks(&[])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &[
+                    "ZREVRANGEBYSCORE",
+                    "z",
+                    "5",
+                    "1",
+                    "withscores",
+                    "limit",
+                    "1",
+                    "2"
+                ]
+            ),
+            pairs(&[("d", 4.0), ("c", 3.0)])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &["ZRANGE", "z", "5", "(1", "byscore", "rev", "limit", "0", "2"]
+            ),
+            bulks(&["e", "d"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGE", "z", "(1", "5", "byscore", "rev"]),
+            bulks(&[])
+        );
+        assert_eq!(q(&mut ks, &["ZCOUNT", "z", "-inf", "+inf"]), Reply::Int(5));
+        assert_eq!(q(&mut ks, &["ZCOUNT", "z", "(1", "3"]), Reply::Int(2));
+        assert_eq!(
+            q(&mut ks, &["ZCOUNT", "z", "x", "3"]),
+            err("ERR min or max is not a float")
+        );
+        assert_eq!(q(&mut ks, &["ZCOUNT", "nokey", "1", "2"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn equal_scores_and_lex_ranges() {
+        let mut ks = ks_with(&[&[
+            "ZADD", "l", "0", "g", "0", "f", "0", "e", "0", "d", "0", "c", "0", "b", "0", "a",
+        ]]);
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        assert_eq!(
+            q(&mut ks, &["ZRANGE", "l", "0", "2"]),
+            bulks(&["a", "b", "c"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGEBYLEX", "l", "[b", "(e"]),
+            bulks(&["b", "c", "d"])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &["ZRANGEBYLEX", "l", "(b", "[e", "limit", "1", "2"]
+            ),
+            bulks(&["d", "e"])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &["ZREVRANGEBYLEX", "l", "+", "-", "limit", "0", "3"]
+            ),
+            bulks(&["g", "f", "e"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREVRANGEBYLEX", "l", "[e", "[b"]),
+            bulks(&["e", "d", "c", "b"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGE", "l", "[e", "[b", "bylex", "rev"]),
+            bulks(&["e", "d", "c", "b"])
+        );
+        assert_eq!(q(&mut ks, &["ZRANGEBYLEX", "l", "+", "-"]), bulks(&[]));
+        assert_eq!(q(&mut ks, &["ZRANGEBYLEX", "l", "-", "-"]), bulks(&[]));
+        for bad in [
+            &["ZRANGEBYLEX", "l", "a", "[b"][..],
+            &["ZRANGEBYLEX", "l", "[a", "+x"],
+            &["ZRANGEBYLEX", "l", "", "+"],
+        ] {
+            assert_eq!(
+                q(&mut ks, bad),
+                err("ERR min or max not valid string range item")
+            );
+        }
+        assert_eq!(q(&mut ks, &["ZLEXCOUNT", "l", "[b", "[f"]), Reply::Int(5));
+        assert_eq!(q(&mut ks, &["ZLEXCOUNT", "l", "-", "+"]), Reply::Int(7));
+        assert_eq!(
+            q(&mut ks, &["ZLEXCOUNT", "l", "foo", "+"]),
+            err("ERR min or max not valid string range item")
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYLEX", "l", "[a", "[b"]),
+            Reply::Int(2)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYLEX", "l", "(x", "+"]),
+            Reply::Int(0)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGE", "l", "0", "-1"]),
+            bulks(&["c", "d", "e", "f", "g"])
+        );
+    }
+
+    #[test]
+    fn zremrange_deletes_emptied_keys() {
+        let mut ks = abcde();
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYRANK", "z", "0", "0"]),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYRANK", "z", "-1", "-1"]),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYRANK", "z", "5", "10"]),
+            Reply::Int(0)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYRANK", "z", "x", "1"]),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGE", "z", "0", "-1"]),
+            bulks(&["b", "c", "d"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYSCORE", "z", "x", "1"]),
+            err("ERR min or max is not a float")
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYSCORE", "z", "(2", "3"]),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYSCORE", "z", "-inf", "+inf"]),
+            Reply::Int(2)
+        );
+        assert!(!ks.exists(b"z", 0));
+        assert_eq!(
+            q(&mut ks, &["ZREMRANGEBYSCORE", "z", "-inf", "+inf"]),
+            Reply::Int(0)
+        );
+        let mut ks = abcde();
+        assert_eq!(
+            run(&mut ks, 0, &["ZREM", "z", "a", "nosuch", "b"]),
+            Reply::Int(2)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZREM", "z", "c", "d", "e"]),
+            Reply::Int(3)
+        );
+        assert!(!ks.exists(b"z", 0));
+        assert_eq!(run(&mut ks, 0, &["ZREM", "z", "a"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn pops() {
+        let mut ks = abcde();
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        assert_eq!(
+            q(&mut ks, &["ZPOPMIN", "z"]),
+            Reply::Array(vec![bulk("a"), Reply::Double(1.0)])
+        );
+        assert_eq!(q(&mut ks, &["ZPOPMAX", "z", "1"]), pairs(&[("e", 5.0)]));
+        assert_eq!(q(&mut ks, &["ZPOPMIN", "z", "0"]), pairs(&[]));
+        assert_eq!(q(&mut ks, &["ZPOPMIN", "nokey"]), Reply::Array(vec![]));
+        assert_eq!(q(&mut ks, &["ZPOPMIN", "nokey", "2"]), pairs(&[]));
+        assert_eq!(
+            q(&mut ks, &["ZPOPMIN", "z", "-1"]),
+            err("ERR value is out of range, must be positive")
+        );
+        assert_eq!(
+            q(&mut ks, &["ZPOPMIN", "z", "x"]),
+            err("ERR value is out of range, must be positive")
+        );
+        assert_eq!(
+            q(&mut ks, &["ZPOPMIN", "z", "1", "2"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(
+            q(&mut ks, &["ZPOPMAX", "z", "10"]),
+            pairs(&[("d", 4.0), ("c", 3.0), ("b", 2.0)])
+        );
+        assert!(!ks.exists(b"z", 0));
+    }
+
+    #[test]
+    fn zmpop_and_blocking_pops() {
+        let mut ks = ks_with(&[&["ZADD", "m", "1", "a", "2", "b"], &["SET", "str", "v"]]);
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        let mpop = |key: &str, items: &[(&str, f64)]| {
+            Reply::Array(vec![
+                bulk(key),
+                Reply::Array(
+                    items
+                        .iter()
+                        .map(|(m, s)| Reply::Array(vec![bulk(m), Reply::Double(*s)]))
+                        .collect(),
+                ),
+            ])
+        };
+        assert_eq!(
+            q(&mut ks, &["ZMPOP", "1", "m", "min"]),
+            mpop("m", &[("a", 1.0)])
+        );
+        assert_eq!(q(&mut ks, &["ZMPOP", "1", "nokey", "min"]), Reply::NilArray);
+        assert_eq!(
+            q(&mut ks, &["ZMPOP", "2", "nokey", "m", "MAX", "count", "5"]),
+            mpop("m", &[("b", 2.0)])
+        );
+        assert!(!ks.exists(b"m", 0));
+        for (args, e) in [
+            (
+                &["ZMPOP", "1", "m", "min", "count", "0"][..],
+                "ERR count should be greater than 0",
+            ),
+            (
+                &["ZMPOP", "0", "m", "min"],
+                "ERR numkeys should be greater than 0",
+            ),
+            (
+                &["ZMPOP", "x", "m", "min"],
+                "ERR numkeys should be greater than 0",
+            ),
+            (&["ZMPOP", "1", "m", "foo"], "ERR syntax error"),
+            (&["ZMPOP", "1", "m", "min", "count"], "ERR syntax error"),
+            (
+                &["ZMPOP", "1", "m", "min", "count", "1", "count", "2"],
+                "ERR syntax error",
+            ),
+            (&["ZMPOP", "2", "m", "min"], "ERR syntax error"),
+            (
+                &["ZMPOP", "9223372036854775807", "m", "min"],
+                "ERR syntax error",
+            ),
+            (
+                &["ZMPOP", "1", "str", "min"],
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            (
+                &["BZMPOP", "-1", "1", "m", "min"],
+                "ERR timeout is negative",
+            ),
+            (
+                &["BZMPOP", "x", "1", "m", "min"],
+                "ERR timeout is not a float or out of range",
+            ),
+            (
+                &["BZMPOP", "x", "0", "m", "min"],
+                "ERR numkeys should be greater than 0",
+            ),
+            (
+                &["BZMPOP", "0", "1", "m", "min", "count", "0"],
+                "ERR count should be greater than 0",
+            ),
+            (&["BZPOPMIN", "m", "-1"], "ERR timeout is negative"),
+            (&["BZPOPMIN", "m", "inf"], "ERR timeout is negative"),
+            (&["BZPOPMIN", "m", "1e30"], "ERR timeout is negative"),
+            (
+                &["BZPOPMIN", "m", "x"],
+                "ERR timeout is not a float or out of range",
+            ),
+            (
+                &["BZPOPMIN", "m", ""],
+                "ERR timeout is not a float or out of range",
+            ),
+            (
+                &["BZPOPMIN", "m", "nan"],
+                "ERR timeout is not a float or out of range",
+            ),
+            (
+                &["BZPOPMIN", "m", " 1"],
+                "ERR timeout is not a float or out of range",
+            ),
+            (
+                &["BZPOPMIN", "str", "m", "0"],
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+        ] {
+            assert_eq!(q(&mut ks, args), err(e), "{args:?}");
+        }
+        // Nothing to pop: a null array, for the server to block on.
+        assert_eq!(q(&mut ks, &["BZPOPMIN", "m", "0"]), Reply::NilArray);
+        assert_eq!(q(&mut ks, &["BZPOPMIN", "m", "-0.0001"]), Reply::NilArray);
+        assert_eq!(q(&mut ks, &["BZPOPMIN", "m", "0x10"]), Reply::NilArray);
+        assert_eq!(
+            q(&mut ks, &["BZMPOP", "0.5", "1", "m", "min"]),
+            Reply::NilArray
+        );
+        q(&mut ks, &["ZADD", "m", "1", "a", "2", "b", "3", "c"]);
+        assert_eq!(
+            q(&mut ks, &["BZPOPMAX", "nokey", "m", "0"]),
+            Reply::Array(vec![bulk("m"), bulk("c"), Reply::Double(3.0)])
+        );
+        assert_eq!(
+            q(&mut ks, &["BZPOPMIN", "m", "0"]),
+            Reply::Array(vec![bulk("m"), bulk("a"), Reply::Double(1.0)])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &["BZMPOP", "0", "2", "nokey", "m", "max", "count", "2"]
+            ),
+            mpop("m", &[("b", 2.0)])
+        );
+        assert!(!ks.exists(b"m", 0));
+    }
+
+    fn with_set(ks: &mut Keyspace, key: &str, members: &[&str]) {
+        let mut s = SlabMap::new();
+        for m in members {
+            s.insert(m.as_bytes(), ());
+        }
+        ks.set(key.as_bytes(), Value::Set(Box::new(s)), 0);
+    }
+
+    #[test]
+    fn union_inter_diff() {
+        let mut ks = ks_with(&[
+            &["ZADD", "z", "1", "a", "2", "b", "3", "c"],
+            &["SET", "str", "v"],
+        ]);
+        with_set(&mut ks, "s", &["a", "x"]);
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        assert_eq!(
+            q(&mut ks, &["ZUNION", "2", "z", "s", "withscores"]),
+            pairs(&[("x", 1.0), ("a", 2.0), ("b", 2.0), ("c", 3.0)])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &[
+                    "ZUNION",
+                    "2",
+                    "z",
+                    "s",
+                    "weights",
+                    "2",
+                    "3",
+                    "withscores",
+                    "aggregate",
+                    "max"
+                ]
+            ),
+            pairs(&[("a", 3.0), ("x", 3.0), ("b", 4.0), ("c", 6.0)])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &[
+                    "ZUNION",
+                    "2",
+                    "z",
+                    "s",
+                    "weights",
+                    "2",
+                    "3",
+                    "aggregate",
+                    "min",
+                    "withscores"
+                ]
+            ),
+            pairs(&[("a", 2.0), ("x", 3.0), ("b", 4.0), ("c", 6.0)])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZINTER", "2", "z", "s", "withscores"]),
+            pairs(&[("a", 2.0)])
+        );
+        // inf * 0 is 0; inf + -inf is 0.
+        assert_eq!(
+            q(
+                &mut ks,
+                &["ZINTER", "2", "z", "s", "weights", "0", "inf", "withscores"]
+            ),
+            pairs(&[("a", f64::INFINITY)])
+        );
+        assert_eq!(
+            q(
+                &mut ks,
+                &[
+                    "ZUNION",
+                    "2",
+                    "z",
+                    "z",
+                    "weights",
+                    "inf",
+                    "-inf",
+                    "withscores"
+                ]
+            ),
+            pairs(&[("a", 0.0), ("b", 0.0), ("c", 0.0)])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZDIFF", "2", "z", "s", "withscores"]),
+            pairs(&[("b", 2.0), ("c", 3.0)])
+        );
+        assert_eq!(q(&mut ks, &["ZDIFF", "2", "z", "z"]), bulks(&[]));
+        assert_eq!(q(&mut ks, &["ZINTERCARD", "2", "z", "s"]), Reply::Int(1));
+        assert_eq!(
+            q(&mut ks, &["ZINTERCARD", "1", "z", "limit", "2"]),
+            Reply::Int(2)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZINTERCARD", "2", "z", "s", "limit", "0"]),
+            Reply::Int(1)
+        );
+        for (args, e) in [
+            (
+                &["ZUNION", "0", "z"][..],
+                "ERR at least 1 input key is needed for 'zunion' command",
+            ),
+            (
+                &["ZINTERSTORE", "d", "0", "z"],
+                "ERR at least 1 input key is needed for 'zinterstore' command",
+            ),
+            (&["ZUNION", "2", "z"], "ERR syntax error"),
+            (
+                &["ZUNION", "x", "z"],
+                "ERR value is not an integer or out of range",
+            ),
+            (&["ZUNION", "9223372036854775807", "z"], "ERR syntax error"),
+            (
+                &["ZUNION", "1", "z", "weights", "1", "2"],
+                "ERR syntax error",
+            ),
+            (
+                &["ZUNION", "1", "z", "weights", "x"],
+                "ERR weight value is not a float",
+            ),
+            (
+                &["ZUNION", "1", "z", "aggregate", "foo"],
+                "ERR syntax error",
+            ),
+            (&["ZUNION", "1", "z", "aggregate"], "ERR syntax error"),
+            (&["ZUNION", "1", "z", "foo"], "ERR syntax error"),
+            (
+                &["ZUNION", "2", "str", "z", "foo"],
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            (
+                &["ZUNIONSTORE", "d", "1", "z", "withscores"],
+                "ERR syntax error",
+            ),
+            (&["ZDIFF", "1", "z", "weights", "1"], "ERR syntax error"),
+            (
+                &["ZINTERCARD", "1", "z", "limit", "-1"],
+                "ERR LIMIT can't be negative",
+            ),
+            (
+                &["ZINTERCARD", "1", "z", "limit", "x"],
+                "ERR LIMIT can't be negative",
+            ),
+            (&["ZINTERCARD", "1", "z", "withscores"], "ERR syntax error"),
+        ] {
+            assert_eq!(q(&mut ks, args), err(e), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn store_commands_replace_or_delete_the_destination() {
+        let mut ks = ks_with(&[
+            &["ZADD", "z", "1", "a", "2", "b", "3", "c"],
+            &["SET", "d", "v"],
+        ]);
+        with_set(&mut ks, "s", &["a", "x"]);
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        assert_eq!(
+            q(&mut ks, &["ZUNIONSTORE", "d", "2", "z", "s"]),
+            Reply::Int(4)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGE", "d", "0", "-1", "withscores"]),
+            pairs(&[("x", 1.0), ("a", 2.0), ("b", 2.0), ("c", 3.0)])
+        );
+        assert_eq!(encoding(&ks, "d"), "listpack");
+        assert_eq!(
+            q(&mut ks, &["ZINTERSTORE", "d", "2", "z", "nokey"]),
+            Reply::Int(0)
+        );
+        assert!(!ks.exists(b"d", 0));
+        assert_eq!(q(&mut ks, &["ZDIFFSTORE", "d", "1", "z"]), Reply::Int(3));
+        assert_eq!(
+            q(&mut ks, &["ZRANGESTORE", "d", "z", "1", "2", "byscore"]),
+            Reply::Int(2)
+        );
+        assert_eq!(q(&mut ks, &["ZRANGE", "d", "0", "-1"]), bulks(&["a", "b"]));
+        assert_eq!(
+            q(&mut ks, &["ZRANGESTORE", "d", "z", "0", "0", "rev"]),
+            Reply::Int(1)
+        );
+        assert_eq!(q(&mut ks, &["ZRANGE", "d", "0", "-1"]), bulks(&["c"]));
+        assert_eq!(
+            q(&mut ks, &["ZRANGESTORE", "d", "z", "5", "6", "byscore"]),
+            Reply::Int(0)
+        );
+        assert!(!ks.exists(b"d", 0));
+        assert_eq!(
+            q(&mut ks, &["ZRANGESTORE", "d", "nokey", "0", "-1"]),
+            Reply::Int(0)
+        );
+        assert_eq!(
+            q(&mut ks, &["ZRANGESTORE", "d", "z", "0", "-1", "withscores"]),
+            err("ERR syntax error")
+        );
+        q(&mut ks, &["SET", "str", "v"]);
+        assert_eq!(
+            q(&mut ks, &["ZRANGESTORE", "str", "z", "0", "0"]),
+            Reply::Int(1)
+        );
+        assert_eq!(ks.peek(b"str", 0).unwrap().value.type_name(), "zset");
+        assert_eq!(
+            q(&mut ks, &["ZRANGESTORE", "d", "s", "0", "-1"]),
+            err("WRONGTYPE Operation against a key holding the wrong kind of value")
+        );
+    }
+
+    #[test]
+    fn encodings_and_negative_zero() {
+        let long = "a".repeat(84);
+        let mut ks = ks_with(&[&["ZADD", "big", "1", &long]]);
+        assert_eq!(encoding(&ks, "big"), "skiplist");
+        run(&mut ks, 0, &["ZADD", "big", "-0", "e"]);
+        let s = run(&mut ks, 0, &["ZSCORE", "big", "e"]);
+        assert!(matches!(s, Reply::Double(v) if v == 0.0 && v.is_sign_negative()));
+        run(&mut ks, 0, &["ZREM", "big", &long]);
+        assert_eq!(encoding(&ks, "big"), "skiplist");
+        assert_eq!(
+            run(&mut ks, 0, &["ZUNIONSTORE", "big2", "1", "big"]),
+            Reply::Int(1)
+        );
+        assert_eq!(encoding(&ks, "big2"), "listpack");
+        let s = run(&mut ks, 0, &["ZSCORE", "big2", "e"]);
+        assert!(matches!(s, Reply::Double(v) if !v.is_sign_negative()));
+        let u = run(&mut ks, 0, &["ZUNION", "1", "big", "withscores"]);
+        assert!(
+            matches!(&u, Reply::Pairs(p) if matches!(p[0].1, Reply::Double(v) if v.is_sign_negative()))
+        );
+        run(&mut ks, 0, &["ZADD", "small", "-0", "e"]);
+        let s = run(&mut ks, 0, &["ZSCORE", "small", "e"]);
+        assert!(matches!(s, Reply::Double(v) if !v.is_sign_negative()));
+        assert_eq!(encoding(&ks, "small"), "listpack");
+    }
+
+    #[test]
+    fn zrandmember() {
+        let mut ks = abcde();
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        assert!(matches!(q(&mut ks, &["ZRANDMEMBER", "z"]), Reply::Bulk(_)));
+        assert_eq!(q(&mut ks, &["ZRANDMEMBER", "nokey"]), Reply::Nil);
+        assert_eq!(q(&mut ks, &["ZRANDMEMBER", "nokey", "3"]), bulks(&[]));
+        assert_eq!(q(&mut ks, &["ZRANDMEMBER", "z", "0"]), bulks(&[]));
+        assert_eq!(
+            q(&mut ks, &["ZRANDMEMBER", "z", "100", "withscores"]),
+            pairs(&[("e", 5.0), ("d", 4.0), ("c", 3.0), ("b", 2.0), ("a", 1.0)])
+        );
+        for n in ["3", "1", "4"] {
+            let Reply::Array(items) = q(&mut ks, &["ZRANDMEMBER", "z", n]) else {
+                panic!()
+            };
+            let mut seen: Vec<_> = items.clone();
+            seen.dedup();
+            assert_eq!(items.len(), n.parse::<usize>().unwrap());
+            let set: std::collections::HashSet<_> =
+                items.iter().map(|r| format!("{r:?}")).collect();
+            assert_eq!(set.len(), items.len(), "distinct");
+        }
+        let Reply::Pairs(p) = q(&mut ks, &["ZRANDMEMBER", "z", "-20", "withscores"]) else {
+            panic!()
+        };
+        assert_eq!(p.len(), 20);
+        for (args, e) in [
+            (&["ZRANDMEMBER", "z", "-9223372036854775808"][..],
+                "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"),
+            (&["ZRANDMEMBER", "z", "x"], "ERR value is not an integer or out of range"),
+            (&["ZRANDMEMBER", "z", "1", "foo"], "ERR syntax error"),
+            (&["ZRANDMEMBER", "z", "1", "withscores", "foo"], "ERR syntax error"),
+            (&["ZRANDMEMBER", "z", "-4611686018427387904", "withscores"], "ERR value is out of range"),
+        ] {
+            assert_eq!(q(&mut ks, args), err(e), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn zscan() {
+        let mut ks = ks_with(&[
+            &["ZADD", "z", "1", "a", "2", "b", "0.1", "c"],
+            &["SET", "str", "v"],
+        ]);
+        let q = |ks: &mut Keyspace, a: &[&str]| run(ks, 0, a);
+        let page = |cursor: &str, items: &[&str]| Reply::Array(vec![bulk(cursor), bulks(items)]);
+        assert_eq!(
+            q(&mut ks, &["ZSCAN", "z", "0", "count", "1"]),
+            page("0", &["c", "0.10000000000000001", "a", "1", "b", "2"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZSCAN", "z", "-1", "match", "a*"]),
+            page("0", &["a", "1"])
+        );
+        assert_eq!(
+            q(&mut ks, &["ZSCAN", "nokey", "0", "count", "0"]),
+            page("0", &[])
+        );
+        for (args, e) in [
+            (&["ZSCAN", "z", "x"][..], "ERR invalid cursor"),
+            (
+                &["ZSCAN", "z", "18446744073709551616"],
+                "ERR invalid cursor",
+            ),
+            (&["ZSCAN", "z", "0", "count", "0"], "ERR syntax error"),
+            (
+                &["ZSCAN", "z", "0", "count", "x"],
+                "ERR value is not an integer or out of range",
+            ),
+            (&["ZSCAN", "z", "0", "match"], "ERR syntax error"),
+            (&["ZSCAN", "z", "0", "foo", "1"], "ERR syntax error"),
+            (
+                &["ZSCAN", "str", "0"],
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+        ] {
+            assert_eq!(q(&mut ks, args), err(e), "{args:?}");
+        }
+        // A skiplist-encoded set is scanned by cursor and every member shows up.
+        let mut ks = Keyspace::new();
+        for i in 0..300 {
+            run(
+                &mut ks,
+                0,
+                &["ZADD", "big", &i.to_string(), &format!("m{i}")],
+            );
+        }
+        let mut cursor = "0".to_string();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let Reply::Array(r) = run(&mut ks, 0, &["ZSCAN", "big", &cursor, "count", "7"]) else {
+                panic!()
+            };
+            let (Reply::Bulk(c), Reply::Array(items)) = (&r[0], &r[1]) else {
+                panic!()
+            };
+            for kv in items.chunks(2) {
+                seen.insert(format!("{:?}", kv[0]));
+            }
+            cursor = String::from_utf8(c.to_vec()).unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 300);
+    }
+
+    #[test]
+    fn key_positions_of_numkeys_commands() {
+        let argv = |a: &[&str]| -> Vec<Arg> {
+            a.iter()
+                .map(|s| Arg::copy_from_slice(s.as_bytes()))
+                .collect()
+        };
+        let keys = |a: &[&str]| {
+            let v = argv(a);
+            crate::cmd::lookup(&v[0]).unwrap().key_positions(&v)
+        };
+        let bad = Err(CmdError::other(
+            "ERR Invalid arguments specified for command",
+        ));
+        assert_eq!(keys(&["ZUNION", "0", "a"]), bad);
+        assert_eq!(keys(&["ZUNION", "2", "a"]), bad);
+        assert_eq!(keys(&["ZUNION", "1", "a", "b"]), Ok(vec![2]));
+        assert_eq!(
+            keys(&["ZUNIONSTORE", "d", "2", "a", "b", "weights", "1", "2"]),
+            Ok(vec![1, 3, 4])
+        );
+        assert_eq!(keys(&["ZMPOP", "2", "a", "b", "min"]), Ok(vec![2, 3]));
+        assert_eq!(keys(&["BZMPOP", "0", "2", "a", "b", "min"]), Ok(vec![3, 4]));
+        assert_eq!(keys(&["BZPOPMIN", "a", "b", "0"]), Ok(vec![1, 2]));
+        assert_eq!(keys(&["ZRANGESTORE", "d", "s", "0", "1"]), Ok(vec![1, 2]));
+    }
+
+    #[test]
+    fn changes_are_signalled_and_binary_members_work() {
+        let mut ks = ks_with(&[&["ZADD", "z", "1", "a"]]);
+        ks.add_interest(b"z");
+        run(&mut ks, 0, &["ZADD", "z", "1", "a"]);
+        assert!(ks.take_dirty().is_empty(), "no change, no signal");
+        run(&mut ks, 0, &["ZINCRBY", "z", "1", "a"]);
+        assert_eq!(ks.take_dirty().len(), 1);
+        run(&mut ks, 0, &["ZREM", "z", "nosuch"]);
+        assert!(ks.take_dirty().is_empty());
+        run(&mut ks, 0, &["ZPOPMIN", "z"]);
+        assert_eq!(ks.take_dirty().len(), 1);
+        let mut ks = Keyspace::new();
+        let m: &[u8] = b"\x00\xff\r\n";
+        crate::cmd::testing::run_bytes(&mut ks, 0, &[b"ZADD", b"", b"1", m]);
+        assert_eq!(
+            crate::cmd::testing::run_bytes(&mut ks, 0, &[b"ZRANGE", b"", b"0", b"-1"]),
+            Reply::Array(vec![Reply::bulk(m)])
+        );
+    }
+}
