@@ -68,9 +68,8 @@ impl Value {
                 }
             }
             Value::ZSet(z) => {
-                if z.len() <= ZSET_MAX_LISTPACK_ENTRIES
-                    && z.max_member_len() <= ZSET_MAX_LISTPACK_VALUE
-                {
+                // Redis converts a zset to a skiplist once and never back.
+                if z.is_compact() {
                     "listpack"
                 } else {
                     "skiplist"

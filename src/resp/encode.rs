@@ -156,6 +156,14 @@ mod tests {
     }
 
     #[test]
+    fn pairs_are_flat_in_resp2_and_nested_in_resp3() {
+        let p = Reply::Pairs(vec![(Reply::bulk("a"), Reply::Double(1.0))]);
+        assert_eq!(enc(&p, Protocol::Resp2), "*2\r\n$1\r\na\r\n$1\r\n1\r\n");
+        assert_eq!(enc(&p, Protocol::Resp3), "*1\r\n*2\r\n$1\r\na\r\n,1\r\n");
+        assert_eq!(enc(&Reply::Pairs(vec![]), Protocol::Resp3), "*0\r\n");
+    }
+
+    #[test]
     fn resp2_and_resp3_shapes() {
         let map = Reply::Map(vec![(Reply::bulk("a"), Reply::Int(1))]);
         assert_eq!(enc(&map, Protocol::Resp2), "*2\r\n$1\r\na\r\n:1\r\n");
