@@ -31,9 +31,6 @@ pub enum Reply {
     Verbatim(&'static str, Bytes),
     /// RESP3 push (out-of-band); an array in RESP2.
     Push(Vec<Reply>),
-    /// Ordered pairs such as member and score (ZRANGE WITHSCORES): an array of
-    /// two-element arrays in RESP3, one flat array in RESP2.
-    Pairs(Vec<(Reply, Reply)>),
 }
 
 impl Reply {
