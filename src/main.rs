@@ -88,6 +88,7 @@ fn main() {
                 .with_writer(std::io::stderr)
                 .init();
             let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.io_threads as usize)
                 .enable_all()
                 .build()
                 .expect("tokio runtime");

@@ -392,18 +392,18 @@ fn set(ks: &mut Keyspace, ctx: &mut WriteCtx, a: &[Arg]) -> Result<Reply, CmdErr
         None => ExpireArg::None,
     };
     let key = &a[1];
-    let old = match ks.write(key, ctx.now) {
-        None => None,
+    // The old value is copied only when GET asks for it.
+    let (exists, old) = match ks.write(key, ctx.now) {
+        None => (false, None),
         Some(e) => match &e.value {
-            Value::Str(s) => Some(s.clone()),
+            Value::Str(s) => (true, opts.get.then(|| Reply::bulk(s))),
             _ if opts.get => return Err(CmdError::WrongType),
-            _ => Some(Vec::new()),
+            _ => (true, None),
         },
     };
-    let exists = old.is_some();
     let reply = |done: bool| {
         if opts.get {
-            bulk_or_nil(old.as_deref())
+            old.clone().unwrap_or(Reply::Nil)
         } else if done {
             Reply::ok()
         } else {

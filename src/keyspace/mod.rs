@@ -145,12 +145,6 @@ impl Keyspace {
         Some(e)
     }
 
-    /// Deletes an expired key if present; used before creating a key so that the
-    /// expiry is counted and signalled like Redis does.
-    fn drop_if_expired(&mut self, key: &[u8], now: u64) {
-        self.write(key, now);
-    }
-
     /// Stores a value, replacing any old one and clearing its TTL (Redis `setKey`).
     pub fn set(&mut self, key: &[u8], value: Value, now: u64) {
         self.set_with_expiry(key, value, None, now)
@@ -158,8 +152,17 @@ impl Keyspace {
 
     /// Stores a value with an absolute deadline (`None`: no TTL).
     pub fn set_with_expiry(&mut self, key: &[u8], value: Value, expire_at: Option<u64>, now: u64) {
-        self.drop_if_expired(key, now);
-        match self.dict.find(key) {
+        // One lookup: a key whose deadline passed counts as expired (and is counted
+        // so) before the new value takes its place.
+        let pos = match self.dict.find(key) {
+            Some(pos) if self.dict.at(pos).unwrap().1.is_expired(now) => {
+                self.delete_at(pos);
+                self.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            found => found,
+        };
+        match pos {
             Some(pos) => {
                 self.dict.at_mut(pos).unwrap().1.value = value;
                 self.set_deadline(pos, expire_at.unwrap_or(0));

@@ -24,6 +24,9 @@ pub struct Config {
     pub slowlog_log_slower_than: i64,
     pub slowlog_max_len: u64,
     pub loglevel: String,
+    /// Threads serving connections (Redis's io-threads). 1, as in Redis, suits a
+    /// machine that also runs the clients; raise it on a dedicated host.
+    pub io_threads: u32,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             slowlog_log_slower_than: 10000,
             slowlog_max_len: 128,
             loglevel: "notice".into(),
+            io_threads: 1,
         }
     }
 }
@@ -249,6 +253,42 @@ pub static PARAMS: &[Param] = &[
             }
         },
         immutable: true,
+    },
+    Param {
+        name: "io-threads",
+        get: |c| c.io_threads.to_string(),
+        set: |c, v| {
+            c.io_threads = num(v, 1, 128)?;
+            Ok(())
+        },
+        immutable: true,
+    },
+    // Persistence settings tools ask for (redis-benchmark reads `save` and
+    // `appendonly`): a single node keeps data in memory only; the replicated log
+    // arrives with the next milestone.
+    Param {
+        name: "save",
+        get: |_| String::new(),
+        set: |_, v| {
+            if v.trim().is_empty() {
+                Ok(())
+            } else {
+                Err("RDB snapshots are not supported".into())
+            }
+        },
+        immutable: false,
+    },
+    Param {
+        name: "appendonly",
+        get: |_| "no".into(),
+        set: |_, v| {
+            if parse_bool(v)? {
+                Err("the append only file is not supported".into())
+            } else {
+                Ok(())
+            }
+        },
+        immutable: false,
     },
 ];
 
