@@ -855,3 +855,732 @@ fn blmpop(ks: &mut Keyspace, ctx: &mut WriteCtx, a: &[Arg]) -> Result<Reply, Cmd
     args::timeout_ms(&a[1])?;
     mpop(ks, ctx.now, &a[keys], end, count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{bulk, run, run_bytes};
+    use super::*;
+
+    fn ints(v: &[i64]) -> Reply {
+        Reply::Array(v.iter().map(|&i| Reply::Int(i)).collect())
+    }
+
+    fn bulks(v: &[&str]) -> Reply {
+        Reply::Array(v.iter().map(|s| bulk(s)).collect())
+    }
+
+    fn err(text: &str) -> Reply {
+        Reply::error(text.to_string())
+    }
+
+    const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    const NOT_INT: &str = "ERR value is not an integer or out of range";
+
+    /// A keyspace with `l` = [a b c d e] and the string `s`.
+    fn setup() -> Keyspace {
+        let mut ks = Keyspace::new();
+        assert_eq!(
+            run(&mut ks, 0, &["RPUSH", "l", "a", "b", "c", "d", "e"]),
+            Reply::Int(5)
+        );
+        assert_eq!(run(&mut ks, 0, &["SET", "s", "x"]), Reply::ok());
+        ks
+    }
+
+    fn contents(ks: &mut Keyspace, key: &str) -> Reply {
+        run(ks, 0, &["LRANGE", key, "0", "-1"])
+    }
+
+    #[test]
+    fn push_orders_and_lengths() {
+        let mut ks = Keyspace::new();
+        assert_eq!(
+            run(&mut ks, 0, &["LPUSH", "k", "a", "b", "c"]),
+            Reply::Int(3)
+        );
+        assert_eq!(contents(&mut ks, "k"), bulks(&["c", "b", "a"]));
+        assert_eq!(run(&mut ks, 0, &["RPUSH", "k", "x", "y"]), Reply::Int(5));
+        assert_eq!(contents(&mut ks, "k"), bulks(&["c", "b", "a", "x", "y"]));
+        assert_eq!(run(&mut ks, 0, &["LPUSHX", "k", "1", "2"]), Reply::Int(7));
+        assert_eq!(run(&mut ks, 0, &["RPUSHX", "k", "z"]), Reply::Int(8));
+        assert_eq!(
+            contents(&mut ks, "k"),
+            bulks(&["2", "1", "c", "b", "a", "x", "y", "z"])
+        );
+        assert_eq!(run(&mut ks, 0, &["LPUSHX", "nokey", "a"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["RPUSHX", "nokey", "a"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["EXISTS", "nokey"]).is_error(), true);
+        assert_eq!(run(&mut ks, 0, &["LLEN", "nokey"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["LLEN", "k"]), Reply::Int(8));
+        assert_eq!(
+            run(&mut ks, 0, &["LPUSH", "k"]),
+            err("ERR wrong number of arguments for 'lpush' command")
+        );
+    }
+
+    #[test]
+    fn binary_and_empty_elements() {
+        let mut ks = Keyspace::new();
+        let key: &[u8] = b"\x00k\xff";
+        assert_eq!(
+            run_bytes(&mut ks, 0, &[b"RPUSH", key, b"", b"\x00\r\n\xff"]),
+            Reply::Int(2)
+        );
+        assert_eq!(
+            run_bytes(&mut ks, 0, &[b"LRANGE", key, b"0", b"-1"]),
+            Reply::Array(vec![Reply::bulk(b""), Reply::bulk(b"\x00\r\n\xff")])
+        );
+        assert_eq!(run_bytes(&mut ks, 0, &[b"LPOS", key, b""]), Reply::Int(0));
+        assert_eq!(
+            run_bytes(&mut ks, 0, &[b"BLPOP", key, b"0"]),
+            Reply::Array(vec![Reply::bulk(key), Reply::bulk(b"")])
+        );
+    }
+
+    #[test]
+    fn wrong_type_everywhere() {
+        let mut ks = setup();
+        for cmd in [
+            &["LPUSH", "s", "a"][..],
+            &["RPUSH", "s", "a"],
+            &["LPUSHX", "s", "a"],
+            &["RPUSHX", "s", "a"],
+            &["LPOP", "s"],
+            &["RPOP", "s", "2"],
+            &["LLEN", "s"],
+            &["LRANGE", "s", "0", "-1"],
+            &["LINDEX", "s", "0"],
+            &["LSET", "s", "0", "x"],
+            &["LINSERT", "s", "BEFORE", "a", "b"],
+            &["LREM", "s", "0", "a"],
+            &["LTRIM", "s", "0", "1"],
+            &["LPOS", "s", "a"],
+            &["LMOVE", "s", "l", "LEFT", "RIGHT"],
+            &["LMOVE", "l", "s", "LEFT", "RIGHT"],
+            &["RPOPLPUSH", "l", "s"],
+            &["LMPOP", "2", "nokey", "s", "LEFT"],
+            &["BLPOP", "nokey", "s", "0"],
+            &["BRPOP", "s", "l", "0"],
+            &["BLMOVE", "l", "s", "LEFT", "LEFT", "0"],
+            &["BRPOPLPUSH", "s", "l", "0"],
+            &["BLMPOP", "0", "1", "s", "RIGHT"],
+        ] {
+            assert_eq!(run(&mut ks, 0, cmd), err(WRONGTYPE), "{cmd:?}");
+        }
+        // Nothing was popped by the failed moves.
+        assert_eq!(contents(&mut ks, "l"), bulks(&["a", "b", "c", "d", "e"]));
+        // A non-empty list met before the wrong-type key wins, as in Redis.
+        assert_eq!(
+            run(&mut ks, 0, &["BLPOP", "l", "s", "0"]),
+            bulks(&["l", "a"])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LMPOP", "2", "l", "s", "LEFT"]),
+            Reply::Array(vec![bulk("l"), bulks(&["b"])])
+        );
+        // A missing source is not an error even if the destination has another type.
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "nokey", "s", "LEFT", "RIGHT"]),
+            Reply::Nil
+        );
+    }
+
+    #[test]
+    fn pop_with_and_without_count() {
+        let mut ks = setup();
+        assert_eq!(run(&mut ks, 0, &["LPOP", "l"]), bulk("a"));
+        assert_eq!(run(&mut ks, 0, &["RPOP", "l"]), bulk("e"));
+        assert_eq!(run(&mut ks, 0, &["LPOP", "l", "0"]), Reply::Array(vec![]));
+        assert_eq!(run(&mut ks, 0, &["RPOP", "l", "2"]), bulks(&["d", "c"]));
+        assert_eq!(
+            run(&mut ks, 0, &["LPOP", "l", "9223372036854775807"]),
+            bulks(&["b"])
+        );
+        assert_eq!(run(&mut ks, 0, &["EXISTS", "l"]).is_error(), true);
+        assert_eq!(run(&mut ks, 0, &["LLEN", "l"]), Reply::Int(0));
+        assert_eq!(ks.peek(b"l", 0).is_none(), true, "empty list deleted");
+        assert_eq!(run(&mut ks, 0, &["LPOP", "nokey"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 0, &["RPOP", "nokey", "5"]), Reply::NilArray);
+        assert_eq!(run(&mut ks, 0, &["LPOP", "nokey", "0"]), Reply::NilArray);
+        assert_eq!(
+            run(&mut ks, 0, &["LPOP", "nokey", "-1"]),
+            err("ERR value is out of range, must be positive")
+        );
+        assert_eq!(run(&mut ks, 0, &["LPOP", "nokey", "x"]), err(NOT_INT));
+        assert_eq!(
+            run(&mut ks, 0, &["LPOP", "l", "1", "2"]),
+            err("ERR wrong number of arguments for 'lpop' command")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["RPOP", "l", "1", "2"]),
+            err("ERR wrong number of arguments for 'rpop' command")
+        );
+    }
+
+    #[test]
+    fn lrange_bounds() {
+        let mut ks = setup();
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("0", "-1", &["a", "b", "c", "d", "e"]),
+            ("-100", "100", &["a", "b", "c", "d", "e"]),
+            ("2", "1", &[]),
+            ("-2", "-1", &["d", "e"]),
+            ("5", "10", &[]),
+            ("1", "-5", &[]),
+            ("-1", "-1", &["e"]),
+            (
+                "-9223372036854775808",
+                "9223372036854775807",
+                &["a", "b", "c", "d", "e"],
+            ),
+        ];
+        for (s, e, want) in cases {
+            assert_eq!(
+                run(&mut ks, 0, &["LRANGE", "l", s, e]),
+                bulks(want),
+                "{s} {e}"
+            );
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["LRANGE", "nokey", "0", "-1"]),
+            Reply::Array(vec![])
+        );
+        // The range is parsed before the key is looked up.
+        assert_eq!(
+            run(&mut ks, 0, &["LRANGE", "nokey", "a", "1"]),
+            err(NOT_INT)
+        );
+        assert_eq!(run(&mut ks, 0, &["LRANGE", "s", "0", "x"]), err(NOT_INT));
+    }
+
+    #[test]
+    fn lindex_and_lset() {
+        let mut ks = setup();
+        assert_eq!(run(&mut ks, 0, &["LINDEX", "l", "0"]), bulk("a"));
+        assert_eq!(run(&mut ks, 0, &["LINDEX", "l", "-1"]), bulk("e"));
+        assert_eq!(run(&mut ks, 0, &["LINDEX", "l", "-5"]), bulk("a"));
+        assert_eq!(run(&mut ks, 0, &["LINDEX", "l", "-6"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 0, &["LINDEX", "l", "5"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, 0, &["LINDEX", "l", "-9223372036854775808"]),
+            Reply::Nil
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LINDEX", "l", "9223372036854775807"]),
+            Reply::Nil
+        );
+        // The key is looked up before the index is parsed.
+        assert_eq!(run(&mut ks, 0, &["LINDEX", "nokey", "abc"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 0, &["LINDEX", "l", "abc"]), err(NOT_INT));
+
+        assert_eq!(run(&mut ks, 0, &["LSET", "l", "-1", "E"]), Reply::ok());
+        assert_eq!(run(&mut ks, 0, &["LSET", "l", "1", "B"]), Reply::ok());
+        assert_eq!(contents(&mut ks, "l"), bulks(&["a", "B", "c", "d", "E"]));
+        assert_eq!(
+            run(&mut ks, 0, &["LSET", "l", "5", "x"]),
+            err("ERR index out of range")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LSET", "l", "-6", "x"]),
+            err("ERR index out of range")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LSET", "nokey", "abc", "x"]),
+            err("ERR no such key")
+        );
+        assert_eq!(run(&mut ks, 0, &["LSET", "l", "abc", "x"]), err(NOT_INT));
+    }
+
+    #[test]
+    fn linsert_cases() {
+        let mut ks = setup();
+        assert_eq!(
+            run(&mut ks, 0, &["LINSERT", "l", "BEFORE", "c", "X"]),
+            Reply::Int(6)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LINSERT", "l", "after", "e", "Y"]),
+            Reply::Int(7)
+        );
+        assert_eq!(
+            contents(&mut ks, "l"),
+            bulks(&["a", "b", "X", "c", "d", "e", "Y"])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LINSERT", "l", "BEFORE", "zz", "Y"]),
+            Reply::Int(-1)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LINSERT", "nokey", "BEFORE", "a", "b"]),
+            Reply::Int(0)
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LINSERT", "nokey", "middle", "a", "b"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(ks.peek(b"nokey", 0).is_none(), true);
+    }
+
+    #[test]
+    fn lrem_directions_and_counts() {
+        let mut ks = Keyspace::new();
+        let fill = |ks: &mut Keyspace| {
+            run(ks, 0, &["DEL", "k"]);
+            ks.remove(b"k", 0);
+            run(ks, 0, &["RPUSH", "k", "a", "b", "a", "c", "a"]);
+        };
+        fill(&mut ks);
+        assert_eq!(run(&mut ks, 0, &["LREM", "k", "1", "a"]), Reply::Int(1));
+        assert_eq!(contents(&mut ks, "k"), bulks(&["b", "a", "c", "a"]));
+        fill(&mut ks);
+        assert_eq!(run(&mut ks, 0, &["LREM", "k", "-2", "a"]), Reply::Int(2));
+        assert_eq!(contents(&mut ks, "k"), bulks(&["a", "b", "c"]));
+        fill(&mut ks);
+        assert_eq!(run(&mut ks, 0, &["LREM", "k", "0", "a"]), Reply::Int(3));
+        assert_eq!(contents(&mut ks, "k"), bulks(&["b", "c"]));
+        fill(&mut ks);
+        assert_eq!(
+            run(&mut ks, 0, &["LREM", "k", "-9223372036854775808", "a"]),
+            Reply::Int(3)
+        );
+        assert_eq!(run(&mut ks, 0, &["LREM", "k", "5", "zz"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["LREM", "nokey", "5", "a"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["LREM", "nokey", "x", "a"]), err(NOT_INT));
+        // Removing the last elements deletes the key.
+        assert_eq!(run(&mut ks, 0, &["LREM", "k", "0", "b"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 0, &["LREM", "k", "0", "c"]), Reply::Int(1));
+        assert!(ks.peek(b"k", 0).is_none());
+    }
+
+    #[test]
+    fn ltrim_cases() {
+        let mut ks = setup();
+        assert_eq!(run(&mut ks, 0, &["LTRIM", "l", "1", "-2"]), Reply::ok());
+        assert_eq!(contents(&mut ks, "l"), bulks(&["b", "c", "d"]));
+        assert_eq!(run(&mut ks, 0, &["LTRIM", "l", "-100", "100"]), Reply::ok());
+        assert_eq!(contents(&mut ks, "l"), bulks(&["b", "c", "d"]));
+        assert_eq!(run(&mut ks, 0, &["LTRIM", "l", "5", "1"]), Reply::ok());
+        assert!(ks.peek(b"l", 0).is_none(), "trimmed to empty: deleted");
+        assert_eq!(run(&mut ks, 0, &["LTRIM", "nokey", "0", "1"]), Reply::ok());
+        assert_eq!(run(&mut ks, 0, &["LTRIM", "nokey", "x", "1"]), err(NOT_INT));
+        assert_eq!(run(&mut ks, 0, &["LTRIM", "s", "0", "1"]), err(WRONGTYPE));
+    }
+
+    #[test]
+    fn lpos_options() {
+        let mut ks = Keyspace::new();
+        run(
+            &mut ks,
+            0,
+            &["RPUSH", "l", "a", "b", "c", "a", "b", "c", "a"],
+        );
+        let lpos = |ks: &mut Keyspace, extra: &[&str]| {
+            let mut cmd = vec!["LPOS", "l"];
+            cmd.extend_from_slice(extra);
+            run(ks, 0, &cmd)
+        };
+        assert_eq!(lpos(&mut ks, &["a"]), Reply::Int(0));
+        assert_eq!(lpos(&mut ks, &["c"]), Reply::Int(2));
+        assert_eq!(lpos(&mut ks, &["z"]), Reply::Nil);
+        assert_eq!(lpos(&mut ks, &["a", "RANK", "2"]), Reply::Int(3));
+        assert_eq!(lpos(&mut ks, &["a", "RANK", "-1"]), Reply::Int(6));
+        assert_eq!(lpos(&mut ks, &["a", "RANK", "-3"]), Reply::Int(0));
+        assert_eq!(lpos(&mut ks, &["a", "RANK", "4"]), Reply::Nil);
+        assert_eq!(
+            lpos(&mut ks, &["a", "RANK", "9223372036854775807"]),
+            Reply::Nil
+        );
+        assert_eq!(lpos(&mut ks, &["a", "COUNT", "0"]), ints(&[0, 3, 6]));
+        assert_eq!(lpos(&mut ks, &["a", "COUNT", "2"]), ints(&[0, 3]));
+        assert_eq!(
+            lpos(&mut ks, &["a", "RANK", "-1", "COUNT", "2"]),
+            ints(&[6, 3])
+        );
+        assert_eq!(
+            lpos(&mut ks, &["a", "RANK", "2", "COUNT", "0"]),
+            ints(&[3, 6])
+        );
+        assert_eq!(lpos(&mut ks, &["z", "COUNT", "1"]), ints(&[]));
+        assert_eq!(lpos(&mut ks, &["c", "MAXLEN", "2"]), Reply::Nil);
+        assert_eq!(lpos(&mut ks, &["c", "MAXLEN", "3"]), Reply::Int(2));
+        assert_eq!(
+            lpos(&mut ks, &["a", "COUNT", "0", "MAXLEN", "4"]),
+            ints(&[0, 3])
+        );
+        assert_eq!(
+            lpos(&mut ks, &["b", "RANK", "-1", "MAXLEN", "2"]),
+            Reply::Nil
+        );
+        // Redis's C arithmetic: RANK -2^63 matches from the tail and COUNT never stops it.
+        assert_eq!(
+            lpos(&mut ks, &["a", "RANK", "-9223372036854775808"]),
+            Reply::Int(6)
+        );
+        assert_eq!(
+            lpos(
+                &mut ks,
+                &["a", "RANK", "-9223372036854775808", "COUNT", "2"]
+            ),
+            ints(&[6, 3, 0])
+        );
+        assert_eq!(run(&mut ks, 0, &["LPOS", "nokey", "a"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, 0, &["LPOS", "nokey", "a", "COUNT", "1"]),
+            ints(&[])
+        );
+        let rank0 = "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list";
+        assert_eq!(lpos(&mut ks, &["a", "RANK", "0"]), err(rank0));
+        assert_eq!(
+            run(&mut ks, 0, &["LPOS", "nokey", "a", "RANK", "0"]),
+            err(rank0)
+        );
+        assert_eq!(lpos(&mut ks, &["a", "RANK", "x"]), err(NOT_INT));
+        assert_eq!(
+            lpos(&mut ks, &["a", "COUNT", "-1"]),
+            err("ERR COUNT can't be negative")
+        );
+        assert_eq!(
+            lpos(&mut ks, &["a", "COUNT", "x"]),
+            err("ERR COUNT can't be negative")
+        );
+        assert_eq!(
+            lpos(&mut ks, &["a", "MAXLEN", "-1"]),
+            err("ERR MAXLEN can't be negative")
+        );
+        assert_eq!(lpos(&mut ks, &["a", "MAXLEN"]), err("ERR syntax error"));
+        assert_eq!(lpos(&mut ks, &["a", "FOO", "1"]), err("ERR syntax error"));
+    }
+
+    #[test]
+    fn lmove_and_rpoplpush() {
+        let mut ks = setup();
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "l", "d", "LEFT", "RIGHT"]),
+            bulk("a")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "l", "d", "right", "left"]),
+            bulk("e")
+        );
+        assert_eq!(contents(&mut ks, "d"), bulks(&["e", "a"]));
+        assert_eq!(run(&mut ks, 0, &["RPOPLPUSH", "l", "d"]), bulk("d"));
+        assert_eq!(contents(&mut ks, "d"), bulks(&["d", "e", "a"]));
+        assert_eq!(contents(&mut ks, "l"), bulks(&["b", "c"]));
+        // The same key rotates.
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "l", "l", "LEFT", "RIGHT"]),
+            bulk("b")
+        );
+        assert_eq!(contents(&mut ks, "l"), bulks(&["c", "b"]));
+        assert_eq!(run(&mut ks, 0, &["RPOPLPUSH", "d", "d"]), bulk("a"));
+        assert_eq!(contents(&mut ks, "d"), bulks(&["a", "d", "e"]));
+        // A one-element list rotated onto itself survives.
+        run(&mut ks, 0, &["RPUSH", "one", "x"]);
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "one", "one", "LEFT", "LEFT"]),
+            bulk("x")
+        );
+        assert_eq!(contents(&mut ks, "one"), bulks(&["x"]));
+        // Moving the last element deletes the source.
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "one", "other", "RIGHT", "LEFT"]),
+            bulk("x")
+        );
+        assert!(ks.peek(b"one", 0).is_none());
+        assert_eq!(contents(&mut ks, "other"), bulks(&["x"]));
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "nokey", "other", "LEFT", "LEFT"]),
+            Reply::Nil
+        );
+        assert_eq!(run(&mut ks, 0, &["RPOPLPUSH", "nokey", "x"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "l", "d", "UP", "LEFT"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LMOVE", "nokey", "d", "LEFT", "DOWN"]),
+            err("ERR syntax error")
+        );
+    }
+
+    #[test]
+    fn lmove_keeps_destination_ttl() {
+        let mut ks = setup();
+        run(&mut ks, 0, &["RPUSH", "d", "z"]);
+        assert!(ks.set_expire(b"d", 10_000, 0));
+        run(&mut ks, 0, &["LMOVE", "l", "d", "LEFT", "LEFT"]);
+        assert_eq!(ks.peek(b"d", 0).unwrap().expire_at(), Some(10_000));
+        // An expired destination is replaced by a fresh list without a TTL.
+        run(&mut ks, 20_000, &["LMOVE", "l", "d", "LEFT", "LEFT"]);
+        assert_eq!(ks.peek(b"d", 20_000).unwrap().expire_at(), None);
+        assert_eq!(run(&mut ks, 20_000, &["LLEN", "d"]), Reply::Int(1));
+    }
+
+    #[test]
+    fn lmpop_cases() {
+        let mut ks = setup();
+        assert_eq!(
+            run(&mut ks, 0, &["LMPOP", "2", "nokey", "l", "LEFT"]),
+            Reply::Array(vec![bulk("l"), bulks(&["a"])])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LMPOP", "1", "l", "RIGHT", "COUNT", "2"]),
+            Reply::Array(vec![bulk("l"), bulks(&["e", "d"])])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["LMPOP", "1", "l", "left", "count", "100"]),
+            Reply::Array(vec![bulk("l"), bulks(&["b", "c"])])
+        );
+        assert!(ks.peek(b"l", 0).is_none());
+        assert_eq!(
+            run(&mut ks, 0, &["LMPOP", "2", "l", "nokey", "LEFT"]),
+            Reply::NilArray
+        );
+        for (cmd, want) in [
+            (
+                &["LMPOP", "0", "a", "LEFT"][..],
+                "ERR numkeys should be greater than 0",
+            ),
+            (
+                &["LMPOP", "-1", "a", "LEFT"],
+                "ERR numkeys should be greater than 0",
+            ),
+            (
+                &["LMPOP", "x", "a", "LEFT"],
+                "ERR numkeys should be greater than 0",
+            ),
+            (&["LMPOP", "2", "a", "LEFT"], "ERR syntax error"),
+            (
+                &["LMPOP", "9223372036854775807", "a", "LEFT"],
+                "ERR syntax error",
+            ),
+            (&["LMPOP", "1", "a", "MIDDLE"], "ERR syntax error"),
+            (&["LMPOP", "1", "a", "LEFT", "COUNT"], "ERR syntax error"),
+            (
+                &["LMPOP", "1", "a", "LEFT", "COUNT", "0"],
+                "ERR count should be greater than 0",
+            ),
+            (
+                &["LMPOP", "1", "a", "LEFT", "COUNT", "x"],
+                "ERR count should be greater than 0",
+            ),
+            (
+                &["LMPOP", "1", "a", "LEFT", "COUNT", "1", "COUNT", "2"],
+                "ERR syntax error",
+            ),
+            (&["LMPOP", "1", "a", "LEFT", "FOO"], "ERR syntax error"),
+            (
+                &["LMPOP", "1", "a"],
+                "ERR wrong number of arguments for 'lmpop' command",
+            ),
+        ] {
+            assert_eq!(run(&mut ks, 0, cmd), err(want), "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn blocking_commands_pop_or_return_empty() {
+        let mut ks = setup();
+        assert_eq!(
+            run(&mut ks, 0, &["BLPOP", "nokey", "l", "0"]),
+            bulks(&["l", "a"])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["BRPOP", "l", "nokey", "1.5"]),
+            bulks(&["l", "e"])
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["BLMOVE", "l", "d", "LEFT", "RIGHT", "0"]),
+            bulk("b")
+        );
+        assert_eq!(run(&mut ks, 0, &["BRPOPLPUSH", "l", "d", "0"]), bulk("d"));
+        assert_eq!(contents(&mut ks, "d"), bulks(&["d", "b"]));
+        assert_eq!(
+            run(
+                &mut ks,
+                0,
+                &["BLMPOP", "0", "2", "nokey", "d", "RIGHT", "COUNT", "5"]
+            ),
+            Reply::Array(vec![bulk("d"), bulks(&["b", "d"])])
+        );
+        assert!(ks.peek(b"d", 0).is_none());
+        // Nothing to pop: the empty answer the server blocks on (and MULTI returns).
+        assert_eq!(run(&mut ks, 0, &["BLPOP", "x", "y", "0"]), Reply::NilArray);
+        assert_eq!(run(&mut ks, 0, &["BRPOP", "x", "0.1"]), Reply::NilArray);
+        assert_eq!(
+            run(&mut ks, 0, &["BLMPOP", "1", "1", "x", "LEFT"]),
+            Reply::NilArray
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["BLMOVE", "x", "s", "LEFT", "RIGHT", "0"]),
+            Reply::Nil
+        );
+        assert_eq!(run(&mut ks, 0, &["BRPOPLPUSH", "x", "y", "0"]), Reply::Nil);
+        assert!(ks.peek(b"y", 0).is_none());
+    }
+
+    #[test]
+    fn blocking_argument_errors() {
+        let mut ks = setup();
+        let not_float = "ERR timeout is not a float or out of range";
+        let negative = "ERR timeout is negative";
+        for (cmd, want) in [
+            (&["BLPOP", "l", "abc"][..], not_float),
+            (&["BLPOP", "l", "nan"], not_float),
+            (&["BLPOP", "l", " 1"], not_float),
+            (&["BLPOP", "l", "1 "], not_float),
+            (&["BLPOP", "l", ""], not_float),
+            (&["BLPOP", "l", "-1"], negative),
+            (&["BRPOP", "l", "inf"], negative),
+            (&["BRPOP", "l", "-inf"], negative),
+            (&["BRPOP", "l", "1e16"], negative),
+            (&["BRPOP", "l", "1e400"], negative),
+            (&["BLMOVE", "l", "d", "LEFT", "RIGHT", "x"], not_float),
+            (
+                &["BLMOVE", "l", "d", "LEFTX", "RIGHT", "x"],
+                "ERR syntax error",
+            ),
+            (&["BRPOPLPUSH", "l", "d", "-0.5"], negative),
+            (&["BLMPOP", "x", "1", "l", "LEFT"], not_float),
+            (&["BLMPOP", "-1", "1", "l", "LEFT"], negative),
+            // numkeys, the end and COUNT are checked before the timeout.
+            (
+                &["BLMPOP", "-1", "0", "l", "LEFT"],
+                "ERR numkeys should be greater than 0",
+            ),
+            (&["BLMPOP", "-1", "1", "l", "UP"], "ERR syntax error"),
+            (
+                &["BLMPOP", "-1", "1", "l", "LEFT", "COUNT", "0"],
+                "ERR count should be greater than 0",
+            ),
+            (
+                &["BLPOP", "l"],
+                "ERR wrong number of arguments for 'blpop' command",
+            ),
+            (
+                &["BLMPOP", "0", "1", "l"],
+                "ERR wrong number of arguments for 'blmpop' command",
+            ),
+        ] {
+            assert_eq!(run(&mut ks, 0, cmd), err(want), "{cmd:?}");
+        }
+        // The timeout is checked before the keys: no pop happened above.
+        assert_eq!(run(&mut ks, 0, &["LLEN", "l"]), Reply::Int(5));
+        for ok in [
+            "0", "-0", "-0.0001", "0.0001", "1e-400", "0x10", "1e15", "+2",
+        ] {
+            assert!(
+                !run(&mut ks, 0, &["BLPOP", "nokey", ok]).is_error(),
+                "timeout {ok}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_in_milliseconds() {
+        assert_eq!(args::timeout_ms(b"0"), Ok(0));
+        assert_eq!(
+            args::timeout_ms(b"-0.0001"),
+            Ok(0),
+            "ceil(-0.1) is 0: forever"
+        );
+        assert_eq!(args::timeout_ms(b"0.0001"), Ok(1));
+        assert_eq!(args::timeout_ms(b"1e-400"), Ok(1));
+        assert_eq!(args::timeout_ms(b"0.1"), Ok(100));
+        assert_eq!(args::timeout_ms(b"1.5"), Ok(1500));
+        assert_eq!(args::timeout_ms(b"0x10"), Ok(16_000));
+        assert_eq!(args::timeout_ms(b"0x1p-1"), Ok(500));
+        assert_eq!(args::timeout_ms(b"1e15"), Ok(1_000_000_000_000_000_000));
+        assert!(args::timeout_ms(b"9.3e15").is_err());
+        assert!(args::timeout_ms(b"0x").is_err());
+        assert!(args::timeout_ms(b"+-1").is_err());
+        assert!(args::timeout_ms(&[b'1'; 5 * 1024]).is_err());
+    }
+
+    #[test]
+    fn key_positions() {
+        let spec = |name: &str| crate::cmd::lookup(name.as_bytes()).unwrap();
+        let argv = |v: &[&str]| -> Vec<Arg> {
+            v.iter()
+                .map(|s| Arg::copy_from_slice(s.as_bytes()))
+                .collect()
+        };
+        let keys = |name: &str, v: &[&str]| spec(name).key_positions(&argv(v)).unwrap();
+        assert_eq!(keys("blpop", &["BLPOP", "a", "b", "0"]), vec![1, 2]);
+        assert_eq!(keys("brpop", &["BRPOP", "a", "0"]), vec![1]);
+        assert_eq!(
+            keys("lmove", &["LMOVE", "a", "b", "LEFT", "LEFT"]),
+            vec![1, 2]
+        );
+        assert_eq!(
+            keys("blmove", &["BLMOVE", "a", "b", "LEFT", "LEFT", "0"]),
+            vec![1, 2]
+        );
+        assert_eq!(
+            keys("brpoplpush", &["BRPOPLPUSH", "a", "b", "0"]),
+            vec![1, 2]
+        );
+        assert_eq!(keys("lmpop", &["LMPOP", "2", "a", "b", "LEFT"]), vec![2, 3]);
+        assert_eq!(
+            keys("lmpop", &["LMPOP", "3", "a", "b", "LEFT"]),
+            vec![2, 3, 4]
+        );
+        assert_eq!(
+            keys("lmpop", &["LMPOP", "4", "a", "b", "LEFT"]),
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            keys("lmpop", &["LMPOP", "x", "a", "LEFT"]),
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            keys("blmpop", &["BLMPOP", "0", "2", "a", "b", "LEFT"]),
+            vec![3, 4]
+        );
+        for name in ["blpop", "brpop", "blmove", "brpoplpush", "blmpop"] {
+            assert!(spec(name).has(BLOCKING) && spec(name).has(WRITE), "{name}");
+        }
+    }
+
+    #[test]
+    fn changes_are_signalled_only_when_something_changed() {
+        let mut ks = setup();
+        for k in [&b"l"[..], b"d", b"nokey"] {
+            ks.add_interest(k);
+        }
+        let mut dirty = |ks: &mut Keyspace, cmd: &[&str]| {
+            run(ks, 0, cmd);
+            let mut keys: Vec<Vec<u8>> = ks.take_dirty().iter().map(|k| k.to_vec()).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        };
+        let l = || vec![b"l".to_vec()];
+        assert_eq!(dirty(&mut ks, &["RPUSH", "l", "f"]), l());
+        assert_eq!(dirty(&mut ks, &["LSET", "l", "0", "A"]), l());
+        assert_eq!(
+            dirty(&mut ks, &["LINSERT", "l", "BEFORE", "zz", "x"]),
+            Vec::<Vec<u8>>::new()
+        );
+        assert_eq!(dirty(&mut ks, &["LINSERT", "l", "BEFORE", "A", "x"]), l());
+        assert_eq!(
+            dirty(&mut ks, &["LREM", "l", "0", "zz"]),
+            Vec::<Vec<u8>>::new()
+        );
+        assert_eq!(dirty(&mut ks, &["LREM", "l", "0", "x"]), l());
+        assert_eq!(
+            dirty(&mut ks, &["LPUSHX", "nokey", "x"]),
+            Vec::<Vec<u8>>::new()
+        );
+        assert_eq!(dirty(&mut ks, &["LPOP", "nokey"]), Vec::<Vec<u8>>::new());
+        assert_eq!(dirty(&mut ks, &["LPOP", "l", "0"]), Vec::<Vec<u8>>::new());
+        assert_eq!(dirty(&mut ks, &["LPOP", "l"]), l());
+        assert_eq!(
+            dirty(&mut ks, &["LMOVE", "l", "d", "LEFT", "LEFT"]),
+            vec![b"d".to_vec(), b"l".to_vec()]
+        );
+        assert_eq!(dirty(&mut ks, &["LTRIM", "l", "0", "-1"]), l(), "as Redis");
+        assert_eq!(dirty(&mut ks, &["LTRIM", "l", "1", "0"]), l());
+        assert!(ks.peek(b"l", 0).is_none());
+    }
+}
