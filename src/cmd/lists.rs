@@ -467,6 +467,7 @@ fn pop(ks: &mut Keyspace, ctx: &WriteCtx, a: &[Arg], end: End) -> Result<Reply, 
         });
     }
     Ok(match count {
+        Some(0) => Reply::Array(Vec::new()),
         None => pop_many(ks, key, ctx.now, end, 1)
             .pop()
             .unwrap_or(Reply::Nil),
@@ -1548,7 +1549,7 @@ mod tests {
         for k in [&b"l"[..], b"d", b"nokey"] {
             ks.add_interest(k);
         }
-        let mut dirty = |ks: &mut Keyspace, cmd: &[&str]| {
+        let dirty = |ks: &mut Keyspace, cmd: &[&str]| {
             run(ks, 0, cmd);
             let mut keys: Vec<Vec<u8>> = ks.take_dirty().iter().map(|k| k.to_vec()).collect();
             keys.sort();
