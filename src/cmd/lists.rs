@@ -910,7 +910,7 @@ mod tests {
         );
         assert_eq!(run(&mut ks, 0, &["LPUSHX", "nokey", "a"]), Reply::Int(0));
         assert_eq!(run(&mut ks, 0, &["RPUSHX", "nokey", "a"]), Reply::Int(0));
-        assert_eq!(run(&mut ks, 0, &["EXISTS", "nokey"]).is_error(), true);
+        assert!(ks.peek(b"nokey", 0).is_none());
         assert_eq!(run(&mut ks, 0, &["LLEN", "nokey"]), Reply::Int(0));
         assert_eq!(run(&mut ks, 0, &["LLEN", "k"]), Reply::Int(8));
         assert_eq!(
@@ -997,9 +997,8 @@ mod tests {
             run(&mut ks, 0, &["LPOP", "l", "9223372036854775807"]),
             bulks(&["b"])
         );
-        assert_eq!(run(&mut ks, 0, &["EXISTS", "l"]).is_error(), true);
         assert_eq!(run(&mut ks, 0, &["LLEN", "l"]), Reply::Int(0));
-        assert_eq!(ks.peek(b"l", 0).is_none(), true, "empty list deleted");
+        assert!(ks.peek(b"l", 0).is_none(), "empty list deleted");
         assert_eq!(run(&mut ks, 0, &["LPOP", "nokey"]), Reply::Nil);
         assert_eq!(run(&mut ks, 0, &["RPOP", "nokey", "5"]), Reply::NilArray);
         assert_eq!(run(&mut ks, 0, &["LPOP", "nokey", "0"]), Reply::NilArray);
@@ -1119,14 +1118,13 @@ mod tests {
             run(&mut ks, 0, &["LINSERT", "nokey", "middle", "a", "b"]),
             err("ERR syntax error")
         );
-        assert_eq!(ks.peek(b"nokey", 0).is_none(), true);
+        assert!(ks.peek(b"nokey", 0).is_none());
     }
 
     #[test]
     fn lrem_directions_and_counts() {
         let mut ks = Keyspace::new();
         let fill = |ks: &mut Keyspace| {
-            run(ks, 0, &["DEL", "k"]);
             ks.remove(b"k", 0);
             run(ks, 0, &["RPUSH", "k", "a", "b", "a", "c", "a"]);
         };
