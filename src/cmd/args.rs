@@ -16,6 +16,93 @@ pub fn float(a: &[u8]) -> Result<f64, CmdError> {
     parse_double(a).ok_or(CmdError::NotFloat)
 }
 
+/// A blocking command's timeout in seconds, read as Redis 7.0 does: a long double
+/// (strtold: decimal or hex, `inf`), times 1000, rounded up to whole milliseconds.
+/// Returns milliseconds; 0 means block forever.
+/// Errors: `ERR timeout is not a float or out of range`, `ERR timeout is negative`
+/// (also for values whose milliseconds overflow a C long long, as Redis's cast does).
+pub fn timeout_ms(a: &[u8]) -> Result<u64, CmdError> {
+    let secs = parse_long_double(a)
+        .ok_or_else(|| CmdError::other("ERR timeout is not a float or out of range"))?;
+    let ms = (secs * 1000.0).ceil();
+    // 2^63: the first value a C long long cannot hold (x86 turns it into LLONG_MIN).
+    if !(ms < 9_223_372_036_854_775_808.0) || ms < 0.0 {
+        return Err(CmdError::other("ERR timeout is negative"));
+    }
+    Ok(ms as u64)
+}
+
+/// Redis's `string2ld` approximated with a double: the whole string, no leading
+/// space, not NaN, shorter than 5 KiB. A long double's wider exponent range is
+/// kept where it matters for timeouts: a decimal that overflows a double counts as
+/// huge, one that underflows it as tiny (not zero).
+fn parse_long_double(a: &[u8]) -> Option<f64> {
+    if a.is_empty() || a.len() >= 5 * 1024 || a[0].is_ascii_whitespace() {
+        return None;
+    }
+    let text = std::str::from_utf8(a).ok()?;
+    let (neg, body) = match text.as_bytes()[0] {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let sign = if neg { -1.0 } else { 1.0 };
+    if body.len() > 2 && body[..2].eq_ignore_ascii_case("0x") {
+        return parse_hex_float(&body[2..]).map(|v| sign * v);
+    }
+    if body.starts_with(['+', '-']) {
+        return None;
+    }
+    let v: f64 = body.parse().ok()?;
+    if v.is_nan() {
+        return None;
+    }
+    let mantissa = body.split(['e', 'E']).next().unwrap_or("");
+    let finite_text = mantissa.bytes().any(|c| c.is_ascii_digit());
+    if v == 0.0 && mantissa.bytes().any(|c| (b'1'..=b'9').contains(&c)) {
+        return Some(sign * f64::MIN_POSITIVE);
+    }
+    if v.is_infinite() && finite_text {
+        return Some(sign * f64::MAX);
+    }
+    Some(sign * v)
+}
+
+/// strtold's hexadecimal form after `0x`: hex digits, an optional fraction and an
+/// optional binary exponent `p[+-]digits`.
+fn parse_hex_float(s: &str) -> Option<f64> {
+    let (mant, exp) = match s.find(['p', 'P']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (int_part, frac_part) = mant.split_once('.').unwrap_or((mant, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    let mut v = 0.0f64;
+    for c in int_part.chars() {
+        v = v * 16.0 + c.to_digit(16)? as f64;
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac_part.chars() {
+        v += c.to_digit(16)? as f64 * scale;
+        scale /= 16.0;
+    }
+    if let Some(e) = exp {
+        let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+        if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let e: i32 = e.parse().unwrap_or(if e.starts_with('-') {
+            i32::MIN
+        } else {
+            i32::MAX
+        });
+        v *= 2f64.powi(e);
+    }
+    Some(v)
+}
+
 /// Case-insensitive keyword match.
 pub fn is(a: &[u8], word: &str) -> bool {
     a.eq_ignore_ascii_case(word.as_bytes())

@@ -227,15 +227,10 @@ fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Option<Duration>>
         "blmpop" | "bzmpop" => args.get(1)?,
         _ => args.last()?,
     };
-    let secs = crate::keyspace::float::parse_double(raw)?;
-    if secs < 0.0 || !secs.is_finite() {
-        return None;
-    }
-    Some(if secs == 0.0 {
-        None
-    } else {
-        Some(Duration::from_secs_f64(secs))
-    })
+    // Redis's reading (whole milliseconds, rounded up; hex accepted), so that what
+    // the command accepted blocks for what Redis would.
+    let ms = cmd::args::timeout_ms(raw).ok()?;
+    Some((ms > 0).then(|| Duration::from_millis(ms)))
 }
 
 /// Cancels a blocked command after its timeout: the reply is a null array, unless a

@@ -112,9 +112,20 @@ impl Server {
                     let Some(argv) = w.argv_of(ticket) else {
                         continue;
                     };
+                    let waits_for = blocked_type(&argv[0]);
                     let reply = st.write(vec![argv]).pop().expect("one reply per command");
-                    if dispatch::is_empty_pop(&reply) || reply.is_error() {
+                    if dispatch::is_empty_pop(&reply) {
                         break; // nothing left for the next in line either
+                    }
+                    // As Redis, a key of another type than the client waits for leaves
+                    // it blocked; on a key of its type an error (BLMOVE to a
+                    // destination of another type) is its answer, and the next in
+                    // line is still served.
+                    if reply.is_error()
+                        && st.ks.peek(&key[..], st.now()).map(|e| e.value.type_name())
+                            != Some(waits_for)
+                    {
+                        continue;
                     }
                     if let Some(b) = w.unblock(&mut st.ks, ticket) {
                         let _ = b.reply.send(reply);
@@ -135,6 +146,16 @@ impl Server {
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown_tx.subscribe()
+    }
+}
+
+/// The type of value a blocked command pops from: BZPOPMIN, BZPOPMAX and BZMPOP wait
+/// for sorted sets, the list pops for lists.
+fn blocked_type(name: &[u8]) -> &'static str {
+    if name.len() > 2 && name[..2].eq_ignore_ascii_case(b"bz") {
+        "zset"
+    } else {
+        "list"
     }
 }
 
