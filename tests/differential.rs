@@ -20,7 +20,16 @@ use std::collections::VecDeque;
 
 /// Families verified against redis-server in this branch. After the families' commands
 /// are merged, add their names here (or run with `SHARDIS_DIFF_FAMILIES=all`).
-const ENABLED: &[&str] = &["connection", "strings"];
+const ENABLED: &[&str] = &[
+    "connection",
+    "strings",
+    "keys",
+    "hashes",
+    "lists",
+    "sets",
+    "zsets",
+    "transactions",
+];
 
 /// Seeds 1..=N (`SHARDIS_DIFF_SEEDS=N`, default 3) of `SHARDIS_DIFF_STEPS` steps each
 /// (default 2000), per family and protocol.

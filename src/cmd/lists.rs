@@ -357,13 +357,13 @@ fn resolve_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     Some((start as usize, end.min(len - 1) as usize))
 }
 
-/// A count that must be >= 0 (`ERR value is out of range, must be positive`).
+/// A count that must be >= 0 (`ERR value is out of range, must be positive`, also
+/// for a non-integer, as Redis's getPositiveLongFromObjectOrReply).
 fn positive_count(a: &[u8]) -> Result<i64, CmdError> {
-    let n = args::int(a)?;
-    if n < 0 {
-        return Err(CmdError::NotPositive);
+    match args::int(a) {
+        Ok(n) if n >= 0 => Ok(n),
+        _ => Err(CmdError::NotPositive),
     }
-    Ok(n)
 }
 
 /// An option value that must be >= 0, with the option's own error text for anything

@@ -448,9 +448,49 @@ impl LexRange {
     /// Ascending ranks `lo..hi` of the items in range (members assumed to share a
     /// score, as Redis assumes).
     fn ranks(&self, z: &ZSet) -> (usize, usize) {
-        let lo = z.partition_point(|_, m| !self.gte_min(m));
-        let hi = z.partition_point(|_, m| self.lte_max(m));
-        (lo, hi.max(lo))
+        self.ranks_dir(z, false)
+    }
+
+    /// Lex ranges are defined only when all scores are equal; then a binary search
+    /// finds them. Otherwise Redis's answer is what its scan finds (listpack: from
+    /// the head forward, or from the tail backward for REV), which is reproduced here.
+    fn ranks_dir(&self, z: &ZSet, rev: bool) -> (usize, usize) {
+        let n = z.len();
+        let uniform =
+            n == 0 || z.range(0, 1).next().map(|x| x.1) == z.range(n - 1, n).next().map(|x| x.1);
+        if uniform {
+            let lo = z.partition_point(|_, m| !self.gte_min(m));
+            let hi = z.partition_point(|_, m| self.lte_max(m));
+            return (lo, hi.max(lo));
+        }
+        // Redis first asks whether the range can overlap at all, judging by the head
+        // and the tail only (zzlIsInLexRange).
+        let head = z.range(0, 1).next().map(|x| x.0);
+        let tail = z.range(n - 1, n).next().map(|x| x.0);
+        if !(head.is_some_and(|m| self.lte_max(m)) && tail.is_some_and(|m| self.gte_min(m))) {
+            return (0, 0);
+        }
+        if !rev {
+            let lo = z
+                .range(0, n)
+                .position(|(m, _)| self.gte_min(m))
+                .unwrap_or(n);
+            let len = z.range(lo, n).take_while(|(m, _)| self.lte_max(m)).count();
+            (lo, lo + len)
+        } else {
+            let from_end = z
+                .range(0, n)
+                .rev()
+                .position(|(m, _)| self.lte_max(m))
+                .unwrap_or(n);
+            let hi = n - from_end;
+            let len = z
+                .range(0, hi)
+                .rev()
+                .take_while(|(m, _)| self.gte_min(m))
+                .count();
+            (hi - len, hi)
+        }
     }
 }
 
@@ -867,7 +907,7 @@ fn select<'a>(z: &'a ZSet, q: &RangeQuery) -> Vec<(&'a [u8], f64)> {
             };
         }
         Bounds::Score(r) => r.ranks(z),
-        Bounds::Lex(r) => r.ranks(z),
+        Bounds::Lex(r) => r.ranks_dir(z, q.rev),
     };
     // A negative offset walks off the end in Redis; a negative limit is no limit.
     if q.offset < 0 || (q.offset > 0 && q.offset as u64 >= n as u64) {
