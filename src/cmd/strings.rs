@@ -1429,8 +1429,11 @@ mod tests {
         assert_eq!(run_bytes(&mut ks, 0, &[b"STRLEN", b""]), Reply::Int(0));
     }
 
-    /// `LCS ... IDX` as Redis answers: (a range, b range, match length) per run.
-    fn lcs_idx(runs: &[((i64, i64), (i64, i64), i64)], with_len: bool, len: i64) -> Reply {
+    /// One run of an `LCS ... IDX` reply: (range in key1, range in key2, length).
+    type LcsRun = ((i64, i64), (i64, i64), i64);
+
+    /// `LCS ... IDX` as Redis answers.
+    fn lcs_idx(runs: &[LcsRun], with_len: bool, len: i64) -> Reply {
         let pair = |(s, e): (i64, i64)| Reply::Array(vec![Reply::Int(s), Reply::Int(e)]);
         let matches = runs
             .iter()
