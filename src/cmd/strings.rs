@@ -241,6 +241,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         acl: &["read", "string", "slow"],
         ..CommandSpec::new("substr", 4, READONLY, Keys::ONE, Handler::Read(getrange))
     },
+    CommandSpec {
+        group: "string",
+        since: "7.0.0",
+        summary: "Find longest common substring",
+        acl: &["read", "string", "slow"],
+        ..CommandSpec::new("lcs", -3, READONLY, Keys::TWO, Handler::Read(lcs))
+    },
 ];
 
 /// The string at `key`: `Ok(None)` if absent, WRONGTYPE if another type.
@@ -710,6 +717,225 @@ fn setrange(ks: &mut Keyspace, ctx: &mut WriteCtx, a: &[Arg]) -> Result<Reply, C
             ks.set(key, Value::Str(s), ctx.now);
             Ok(Reply::Int(len as i64))
         }
+    }
+}
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]: the longest
+/// common subsequence of two strings (a missing key reads as ""), its length (LEN), or
+/// a map of the matching ranges, last match first, and the length (IDX).
+fn lcs(ks: &Keyspace, ctx: &mut ReadCtx, a: &[Arg]) -> Result<Reply, CmdError> {
+    // Redis looks both keys up and checks their types before it reads the options.
+    let x = ks.read(&a[1], ctx.now);
+    let y = ks.read(&a[2], ctx.now);
+    fn as_str(e: Option<&crate::keyspace::Entry>) -> Option<&[u8]> {
+        match e.map(|e| &e.value) {
+            None => Some(b""),
+            Some(Value::Str(s)) => Some(s),
+            Some(_) => None,
+        }
+    }
+    let (Some(x), Some(y)) = (as_str(x), as_str(y)) else {
+        return Err(CmdError::other(
+            "ERR The specified keys must contain string values",
+        ));
+    };
+    let opts = LcsOpts::parse(a)?;
+    if opts.len && opts.idx {
+        return Err(CmdError::other(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    let table = LcsTable::build(x, y)?;
+    if opts.len {
+        return Ok(Reply::Int(table.total() as i64));
+    }
+    let walk = table.walk_back(opts.min_match_len, opts.idx);
+    if !opts.idx {
+        return Ok(Reply::Bulk(walk.common.into()));
+    }
+    let matches = walk
+        .ranges
+        .iter()
+        .map(|r| {
+            let mut m = vec![
+                Reply::Array(vec![Reply::Int(r.a.0 as i64), Reply::Int(r.a.1 as i64)]),
+                Reply::Array(vec![Reply::Int(r.b.0 as i64), Reply::Int(r.b.1 as i64)]),
+            ];
+            if opts.with_match_len {
+                m.push(Reply::Int(r.len() as i64));
+            }
+            Reply::Array(m)
+        })
+        .collect();
+    Ok(Reply::Map(vec![
+        (Reply::bulk_static(b"matches"), Reply::Array(matches)),
+        (Reply::bulk_static(b"len"), Reply::Int(table.total() as i64)),
+    ]))
+}
+
+#[derive(Default)]
+struct LcsOpts {
+    len: bool,
+    idx: bool,
+    with_match_len: bool,
+    min_match_len: u64,
+}
+
+impl LcsOpts {
+    /// Options repeat freely; a negative MINMATCHLEN counts as 0, as in Redis.
+    fn parse(a: &[Arg]) -> Result<LcsOpts, CmdError> {
+        let mut o = LcsOpts::default();
+        let mut j = 3;
+        while j < a.len() {
+            let opt = &a[j];
+            if args::is(opt, "idx") {
+                o.idx = true;
+            } else if args::is(opt, "len") {
+                o.len = true;
+            } else if args::is(opt, "withmatchlen") {
+                o.with_match_len = true;
+            } else if args::is(opt, "minmatchlen") && j + 1 < a.len() {
+                o.min_match_len = args::int(&a[j + 1])?.max(0) as u64;
+                j += 1;
+            } else {
+                return Err(CmdError::Syntax);
+            }
+            j += 1;
+        }
+        Ok(o)
+    }
+}
+
+/// Redis's LCS table: `cell(i, j)` is the LCS length of `a[..i]` and `b[..j]`.
+struct LcsTable<'s> {
+    a: &'s [u8],
+    b: &'s [u8],
+    cells: Vec<u32>,
+}
+
+/// A matching run, inclusive byte ranges in each string.
+#[derive(Debug, PartialEq)]
+struct LcsRange {
+    a: (usize, usize),
+    b: (usize, usize),
+}
+
+impl LcsRange {
+    fn len(&self) -> u64 {
+        (self.a.1 - self.a.0 + 1) as u64
+    }
+}
+
+/// What walking the table back yields: the common subsequence and its runs.
+struct LcsWalk {
+    common: Vec<u8>,
+    ranges: Vec<LcsRange>,
+}
+
+/// Redis caps the table (4 bytes a cell) at proto-max-bulk-len. Reads carry no
+/// settings, so the cap is the default 512 MB.
+const LCS_MAX_TABLE_BYTES: u64 = 512 * 1024 * 1024;
+
+impl<'s> LcsTable<'s> {
+    fn build(a: &'s [u8], b: &'s [u8]) -> Result<LcsTable<'s>, CmdError> {
+        if a.len() as u64 >= u32::MAX as u64 - 1 || b.len() as u64 >= u32::MAX as u64 - 1 {
+            return Err(CmdError::other("ERR String too long for LCS"));
+        }
+        let width = b.len() + 1;
+        let count = (a.len() as u64 + 1) * width as u64;
+        if count * 4 > LCS_MAX_TABLE_BYTES {
+            return Err(CmdError::other(
+                "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+            ));
+        }
+        let mut cells = Vec::new();
+        if cells.try_reserve_exact(count as usize).is_err() {
+            return Err(CmdError::other(
+                "ERR Insufficient memory, failed allocating transient memory for LCS",
+            ));
+        }
+        cells.resize(count as usize, 0u32);
+        for i in 1..=a.len() {
+            let (done, rest) = cells.split_at_mut(i * width);
+            let prev = &done[(i - 1) * width..];
+            let row = &mut rest[..width];
+            let ai = a[i - 1];
+            for j in 1..width {
+                row[j] = if ai == b[j - 1] {
+                    prev[j - 1] + 1
+                } else {
+                    prev[j].max(row[j - 1])
+                };
+            }
+        }
+        Ok(LcsTable { a, b, cells })
+    }
+
+    fn cell(&self, i: usize, j: usize) -> u32 {
+        self.cells[i * (self.b.len() + 1) + j]
+    }
+
+    fn total(&self) -> u32 {
+        self.cell(self.a.len(), self.b.len())
+    }
+
+    /// Walks from the bottom-right corner as Redis does (on a mismatch it moves up only
+    /// when that cell is strictly larger, else left), so the runs it reports, and their
+    /// order, are Redis's. Runs shorter than `min_len` (when not 0) are dropped.
+    fn walk_back(&self, min_len: u64, want_ranges: bool) -> LcsWalk {
+        let (a, b) = (self.a, self.b);
+        let mut common = Vec::with_capacity(if want_ranges {
+            0
+        } else {
+            self.total() as usize
+        });
+        let mut ranges = Vec::new();
+        let mut run: Option<LcsRange> = None;
+        let (mut i, mut j) = (a.len(), b.len());
+        while i > 0 && j > 0 {
+            let mut emit = false;
+            if a[i - 1] == b[j - 1] {
+                if !want_ranges {
+                    common.push(a[i - 1]);
+                }
+                match &mut run {
+                    None => {
+                        run = Some(LcsRange {
+                            a: (i - 1, i - 1),
+                            b: (j - 1, j - 1),
+                        })
+                    }
+                    Some(r) if r.a.0 == i && r.b.0 == j => {
+                        r.a.0 -= 1;
+                        r.b.0 -= 1;
+                    }
+                    // Not contiguous: Redis closes the run without this byte.
+                    Some(_) => emit = true,
+                }
+                // A run touching the start of either string is complete.
+                if run.as_ref().is_some_and(|r| r.a.0 == 0 || r.b.0 == 0) {
+                    emit = true;
+                }
+                i -= 1;
+                j -= 1;
+            } else {
+                if self.cell(i - 1, j) > self.cell(i, j - 1) {
+                    i -= 1;
+                } else {
+                    j -= 1;
+                }
+                emit = run.is_some();
+            }
+            if emit {
+                if let Some(r) = run.take() {
+                    if want_ranges && (min_len == 0 || r.len() >= min_len) {
+                        ranges.push(r);
+                    }
+                }
+            }
+        }
+        common.reverse();
+        LcsWalk { common, ranges }
     }
 }
 
@@ -1201,5 +1427,216 @@ mod tests {
         assert_eq!(run_bytes(&mut ks, 0, &[b"SET", b"", b""]), Reply::ok());
         assert_eq!(run_bytes(&mut ks, 0, &[b"GET", b""]), bulk(""));
         assert_eq!(run_bytes(&mut ks, 0, &[b"STRLEN", b""]), Reply::Int(0));
+    }
+
+    /// One run of an `LCS ... IDX` reply: (range in key1, range in key2, length).
+    type LcsRun = ((i64, i64), (i64, i64), i64);
+
+    /// `LCS ... IDX` as Redis answers.
+    fn lcs_idx(runs: &[LcsRun], with_len: bool, len: i64) -> Reply {
+        let pair = |(s, e): (i64, i64)| Reply::Array(vec![Reply::Int(s), Reply::Int(e)]);
+        let matches = runs
+            .iter()
+            .map(|&(ra, rb, n)| {
+                let mut m = vec![pair(ra), pair(rb)];
+                if with_len {
+                    m.push(Reply::Int(n));
+                }
+                Reply::Array(m)
+            })
+            .collect();
+        Reply::Map(vec![
+            (bulk("matches"), Reply::Array(matches)),
+            (bulk("len"), Reply::Int(len)),
+        ])
+    }
+
+    /// A keyspace with the strings the expected replies below were taken from
+    /// (redis-server 7.0.15).
+    fn lcs_keyspace() -> Keyspace {
+        let mut ks = with_list();
+        for (k, v) in [
+            ("a", "ohmytext"),
+            ("b", "mynewtext"),
+            ("x", "ABCBDAB"),
+            ("y", "BDCABA"),
+            ("p", "GAAGTCCGAT"),
+            ("q", "TTGAAGCGATCC"),
+            ("e", ""),
+        ] {
+            run(&mut ks, 0, &["SET", k, v]);
+        }
+        run_bytes(&mut ks, 0, &[b"SET", b"bin1", b"ab\x00\xffcd\x00"]);
+        run_bytes(&mut ks, 0, &[b"SET", b"bin2", b"\x00\xffc\x00ab"]);
+        ks
+    }
+
+    #[test]
+    fn lcs_string_and_len() {
+        let mut ks = lcs_keyspace();
+        for (cmd, want) in [
+            (&["LCS", "a", "b"][..], bulk("mytext")),
+            (&["LCS", "a", "b", "LEN"], Reply::Int(6)),
+            (&["LCS", "x", "y"], bulk("BDAB")),
+            (&["LCS", "y", "x"], bulk("BCBA")),
+            (&["LCS", "x", "y", "len"], Reply::Int(4)),
+            (&["LCS", "p", "q"], bulk("GAAGCGAT")),
+            (&["LCS", "p", "q", "WITHMATCHLEN"], bulk("GAAGCGAT")),
+            (&["LCS", "p", "q", "MINMATCHLEN", "100"], bulk("GAAGCGAT")),
+            (&["LCS", "p", "q", "LEN", "MINMATCHLEN", "3"], Reply::Int(8)),
+            (&["LCS", "e", "x"], bulk("")),
+            (&["LCS", "x", "e", "LEN"], Reply::Int(0)),
+            (&["LCS", "e", "e"], bulk("")),
+            (&["LCS", "nokey", "x"], bulk("")),
+            (&["LCS", "nokey", "other"], bulk("")),
+        ] {
+            assert_eq!(run(&mut ks, 0, cmd), want, "{cmd:?}");
+        }
+        assert_eq!(
+            run_bytes(&mut ks, 0, &[b"LCS", b"bin1", b"bin2"]),
+            Reply::bulk(b"\x00\xffc\x00")
+        );
+    }
+
+    #[test]
+    fn lcs_idx_ranges_match_redis() {
+        let mut ks = lcs_keyspace();
+        let cases: &[(&[&str], Reply)] = &[
+            (
+                &["LCS", "a", "b", "IDX"],
+                lcs_idx(&[((4, 7), (5, 8), 4), ((2, 3), (0, 1), 2)], false, 6),
+            ),
+            (
+                &["LCS", "a", "b", "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"],
+                lcs_idx(&[((4, 7), (5, 8), 4)], true, 6),
+            ),
+            (
+                &["LCS", "x", "y", "IDX", "WITHMATCHLEN"],
+                lcs_idx(&[((5, 6), (3, 4), 2), ((3, 4), (0, 1), 2)], true, 4),
+            ),
+            (
+                &["LCS", "y", "x", "IDX", "WITHMATCHLEN"],
+                lcs_idx(
+                    &[
+                        ((5, 5), (5, 5), 1),
+                        ((4, 4), (3, 3), 1),
+                        ((2, 2), (2, 2), 1),
+                        ((0, 0), (1, 1), 1),
+                    ],
+                    true,
+                    4,
+                ),
+            ),
+            (
+                &["LCS", "y", "x", "IDX", "MINMATCHLEN", "2"],
+                lcs_idx(&[], false, 4),
+            ),
+            (
+                &["LCS", "p", "q", "IDX"],
+                lcs_idx(&[((6, 9), (6, 9), 4), ((0, 3), (2, 5), 4)], false, 8),
+            ),
+            (
+                &["LCS", "p", "q", "IDX", "MINMATCHLEN", "-3", "WITHMATCHLEN"],
+                lcs_idx(&[((6, 9), (6, 9), 4), ((0, 3), (2, 5), 4)], true, 8),
+            ),
+            (
+                &["LCS", "p", "q", "IdX", "MinMatchLen", "3", "WithMatchLen"],
+                lcs_idx(&[((6, 9), (6, 9), 4), ((0, 3), (2, 5), 4)], true, 8),
+            ),
+            (
+                &["LCS", "p", "p", "IDX", "WITHMATCHLEN"],
+                lcs_idx(&[((0, 9), (0, 9), 10)], true, 10),
+            ),
+            (&["LCS", "e", "x", "IDX"], lcs_idx(&[], false, 0)),
+            (
+                &["LCS", "nokey", "x", "IDX", "WITHMATCHLEN"],
+                lcs_idx(&[], true, 0),
+            ),
+            (&["LCS", "e", "e", "IDX"], lcs_idx(&[], false, 0)),
+            (
+                &["LCS", "bin1", "bin2", "IDX", "WITHMATCHLEN"],
+                lcs_idx(&[((6, 6), (3, 3), 1), ((2, 4), (0, 2), 3)], true, 4),
+            ),
+            (
+                &[
+                    "LCS",
+                    "bin1",
+                    "bin2",
+                    "IDX",
+                    "MINMATCHLEN",
+                    "2",
+                    "WITHMATCHLEN",
+                ],
+                lcs_idx(&[((2, 4), (0, 2), 3)], true, 4),
+            ),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(&run(&mut ks, 0, cmd), want, "{cmd:?}");
+        }
+        // One long run ending at the first byte of one string only.
+        let (m1, m2) = ("ab".repeat(3000), "ba".repeat(3000));
+        run(&mut ks, 0, &["SET", "m1", &m1]);
+        run(&mut ks, 0, &["SET", "m2", &m2]);
+        assert_eq!(
+            run(&mut ks, 0, &["LCS", "m1", "m2", "IDX", "WITHMATCHLEN"]),
+            lcs_idx(&[((1, 5999), (0, 5998), 5999)], true, 5999)
+        );
+    }
+
+    #[test]
+    fn lcs_errors_in_redis_order() {
+        let mut ks = lcs_keyspace();
+        let types = "ERR The specified keys must contain string values";
+        let both = "ERR If you want both the length and indexes, please just use IDX.";
+        for (cmd, want) in [
+            // The key types are checked before the options.
+            (&["LCS", "l", "p", "FOO"][..], types),
+            (&["LCS", "p", "l", "LEN", "IDX"], types),
+            (&["LCS", "nokey", "l"], types),
+            (&["LCS", "p", "q", "LEN", "IDX"], both),
+            (&["LCS", "p", "q", "IDX", "IDX", "LEN"], both),
+            // Options are parsed before LEN and IDX are compared.
+            (&["LCS", "p", "q", "LEN", "IDX", "FOO"], "ERR syntax error"),
+            (&["LCS", "p", "q", "MINMATCHLEN"], "ERR syntax error"),
+            (
+                &["LCS", "p", "q", "MINMATCHLEN", "x", "LEN", "IDX"],
+                NOT_INT,
+            ),
+            (
+                &["LCS", "p", "q", "IDX", "MINMATCHLEN", "9223372036854775808"],
+                NOT_INT,
+            ),
+        ] {
+            assert_eq!(run(&mut ks, 0, cmd), err(want), "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn lcs_refuses_a_table_over_proto_max_bulk_len() {
+        let mut ks = lcs_keyspace();
+        // (11585 + 1)^2 cells of 4 bytes exceed 512 MB; Redis refuses before allocating.
+        run(&mut ks, 0, &["SET", "big1", &"a".repeat(11585)]);
+        run(&mut ks, 0, &["SET", "big2", &"a".repeat(11584)]);
+        let too_big =
+            err("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+        assert_eq!(run(&mut ks, 0, &["LCS", "big1", "big1", "LEN"]), too_big);
+        assert_eq!(run(&mut ks, 0, &["LCS", "big1", "big2", "IDX"]), too_big);
+        assert_eq!(
+            run(&mut ks, 0, &["LCS", "big1", "big1", "FOO"]),
+            err("ERR syntax error"),
+            "options first"
+        );
+        assert_eq!(run(&mut ks, 0, &["LCS", "big1", "e", "LEN"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 0, &["LCS", "big1", "nokey"]), bulk(""));
+    }
+
+    #[test]
+    fn lcs_hides_expired_keys() {
+        let mut ks = lcs_keyspace();
+        run(&mut ks, 0, &["PEXPIRE", "a", "100"]);
+        assert_eq!(run(&mut ks, 99, &["LCS", "a", "b"]), bulk("mytext"));
+        assert_eq!(run(&mut ks, 100, &["LCS", "a", "b"]), bulk(""));
+        run(&mut ks, 0, &["PEXPIRE", "l", "100"]);
+        assert_eq!(run(&mut ks, 100, &["LCS", "l", "b", "LEN"]), Reply::Int(0));
     }
 }
