@@ -126,6 +126,18 @@ fn replicas_applying_the_same_log_stay_identical() {
                 ra, rb,
                 "seed {seed} step {step}: replies differ for {entry:?}"
             );
+            for r in &ra {
+                if let crate::resp::Reply::Error(t) = r {
+                    assert!(
+                        !t.starts_with("ERR unknown command"),
+                        "generator uses a missing command: {t}"
+                    );
+                    assert!(
+                        !t.starts_with("ERR wrong number"),
+                        "generator sends a bad arity: {t}"
+                    );
+                }
+            }
             assert!(
                 a.same_state(&b),
                 "seed {seed} step {step}: state differs after {entry:?}"
