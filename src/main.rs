@@ -87,11 +87,16 @@ fn main() {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(config.io_threads as usize)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
+            // One serving thread (the default) runs on a current-thread runtime: no
+            // cross-thread wake-ups or work stealing, like Redis's single event loop.
+            let mut builder = if config.io_threads <= 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(config.io_threads as usize);
+                b
+            };
+            let rt = builder.enable_all().build().expect("tokio runtime");
             if let Err(e) = rt.block_on(shardis::server::run(config)) {
                 tracing::error!(error = %e, "server failed");
                 std::process::exit(1);

@@ -71,10 +71,10 @@ impl Decoder {
             if buf[0] != b'*' {
                 return decode_inline(buf);
             }
-            let Some(line) = take_line(buf, "too big mbulk count string")? else {
+            let Some(n) = take_header(buf, "too big mbulk count string")? else {
                 return Ok(None);
             };
-            let n = parse_len(&line[1..]).ok_or(ProtocolError("invalid multibulk length"))?;
+            let n = n.ok_or(ProtocolError("invalid multibulk length"))?;
             if n > i32::MAX as i64 {
                 return Err(ProtocolError("invalid multibulk length"));
             }
@@ -95,10 +95,10 @@ impl Decoder {
                     if buf[0] != b'$' {
                         return Err(expected_dollar(buf[0]));
                     }
-                    let Some(line) = take_line(buf, "too big bulk count string")? else {
+                    let Some(len) = take_header(buf, "too big bulk count string")? else {
                         return Ok(None);
                     };
-                    let len = parse_len(&line[1..]).ok_or(ProtocolError("invalid bulk length"))?;
+                    let len = len.ok_or(ProtocolError("invalid bulk length"))?;
                     if len < 0 || len as u64 > limits.max_bulk_len as u64 {
                         return Err(ProtocolError("invalid bulk length"));
                     }
@@ -135,13 +135,18 @@ fn expected_dollar(got: u8) -> ProtocolError {
     ProtocolError(texts[got as usize])
 }
 
-/// Takes one `\r\n`-terminated header line (without the CRLF).
-fn take_line(buf: &mut BytesMut, too_big: &'static str) -> Result<Option<BytesMut>, ProtocolError> {
+/// Consumes one `*<n>` or `$<n>` header line and parses its number (`Some(None)`: the
+/// line was there but is not a valid length). Parsing in place avoids splitting the
+/// buffer for every header.
+fn take_header(
+    buf: &mut BytesMut,
+    too_big: &'static str,
+) -> Result<Option<Option<i64>>, ProtocolError> {
     match memchr_cr(buf) {
         Some(pos) => {
-            let mut line = buf.split_to(pos + 2);
-            line.truncate(pos);
-            Ok(Some(line))
+            let n = parse_len(&buf[1..pos]);
+            buf.advance(pos + 2);
+            Ok(Some(n))
         }
         None => {
             if buf.len() > INLINE_MAX {
