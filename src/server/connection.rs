@@ -56,6 +56,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         client.mark = std::time::Instant::now();
+                        server.clock.refresh();
                         server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
@@ -102,6 +103,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                             let reply = wait_block(&server, &client, wait).await;
                             handle.info.lock().unwrap().blocked = false;
                             client.mark = std::time::Instant::now();
+                            server.clock.refresh();
                             match reply {
                                 Some(r) => encode(&r, client.proto, &mut out),
                                 None => break 'conn,

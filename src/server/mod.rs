@@ -14,7 +14,7 @@ pub mod slowlog;
 pub mod stats;
 pub mod waiters;
 
-use crate::shard::{Shard, ShardSettings, ShardState};
+use crate::shard::{Clock, Shard, ShardSettings, ShardState};
 use client::Clients;
 use config::Config;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -32,6 +32,8 @@ pub struct HotSettings {
 }
 
 pub struct Server {
+    /// The shard's clock, refreshed by each connection per read batch and by cron.
+    pub clock: Clock,
     pub config: RwLock<Config>,
     pub hot: HotSettings,
     pub shard: Shard,
@@ -49,9 +51,11 @@ pub struct Server {
 
 impl Server {
     pub fn new(config: Config, tcp_port: u16) -> Arc<Server> {
+        let clock = Clock::cached();
         let (shutdown_tx, _) = watch::channel(false);
         let server = Arc::new(Server {
-            shard: Shard::new(),
+            shard: Shard::with(clock.clone(), |_| crate::keyspace::memory::used_memory()),
+            clock,
             waiters: Mutex::new(Waiters::default()),
             clients: Clients::default(),
             pubsub: pubsub::PubSub::default(),
@@ -250,6 +254,7 @@ async fn cron(server: Arc<Server>) {
         let hz = server.config().hz.clamp(1, 500);
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::time::sleep(period).await;
+        server.clock.refresh();
         let s = server.clone();
         // Active expiry: at most 25% of the cycle's time, as Redis.
         let deleted = tokio::task::spawn_blocking(move || s.shard.active_expire_cycle(period / 4))

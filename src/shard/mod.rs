@@ -37,6 +37,10 @@ pub enum Clock {
     #[default]
     System,
     Manual(Arc<AtomicU64>),
+    /// The system clock read once per batch of work (`refresh`), as Redis caches
+    /// mstime once per event-loop iteration: every command of a pipeline sees the
+    /// same time and no command pays for a clock read. Never goes backwards.
+    Cached(Arc<AtomicU64>),
 }
 
 impl Clock {
@@ -47,7 +51,18 @@ impl Clock {
     pub fn now_ms(&self) -> u64 {
         match self {
             Clock::System => now_ms(),
-            Clock::Manual(t) => t.load(Ordering::SeqCst),
+            Clock::Manual(t) | Clock::Cached(t) => t.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn cached() -> Clock {
+        Clock::Cached(Arc::new(AtomicU64::new(now_ms())))
+    }
+
+    /// Brings a cached clock up to the system time.
+    pub fn refresh(&self) {
+        if let Clock::Cached(t) = self {
+            t.fetch_max(now_ms(), Ordering::Relaxed);
         }
     }
 
