@@ -286,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn cached_clock_moves_only_on_refresh_and_never_back() {
+        let c = Clock::cached();
+        let t0 = c.now_ms();
+        assert!(t0 > 1_600_000_000_000, "starts at the system time");
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c.now_ms(), t0, "no refresh, no change");
+        c.refresh();
+        assert!(c.now_ms() >= t0 + 5);
+        if let Clock::Cached(t) = &c {
+            t.store(u64::MAX - 1, Ordering::Relaxed); // a time ahead of the system clock
+        }
+        c.refresh();
+        assert_eq!(c.now_ms(), u64::MAX - 1, "refresh never moves the clock back");
+    }
+
+    #[test]
     fn active_expiry_deletes_through_the_write_path_on_a_manual_clock() {
         let (shard, clock) = shard_at(1_000_000);
         {
