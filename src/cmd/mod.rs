@@ -20,6 +20,8 @@ pub mod zsets;
 
 #[cfg(test)]
 mod determinism;
+#[cfg(test)]
+mod model_tests;
 
 use crate::keyspace::rng::Rng;
 use crate::keyspace::Keyspace;
