@@ -799,9 +799,9 @@ mod tests {
     fn expired_hash_is_replaced_by_a_new_one() {
         let mut ks = fixture();
         assert!(ks.set_expire(b"h", 100, 0));
-        assert_eq!(run(&mut ks, 100, &["HGET", "h", "a"]), Reply::Nil);
-        assert_eq!(run(&mut ks, 100, &["HSET", "h", "z", "1"]), Reply::Int(1));
-        assert_eq!(run(&mut ks, 100, &["HLEN", "h"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 101, &["HGET", "h", "a"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 101, &["HSET", "h", "z", "1"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, 101, &["HLEN", "h"]), Reply::Int(1));
         assert_eq!(ks.peek(b"h", 100).unwrap().expire_at(), None);
     }
 

@@ -847,10 +847,10 @@ mod tests {
         assert_eq!(run(&mut ks, 0, &["DEL", "a", "a", "b", "c"]), int(2));
         assert_eq!(run(&mut ks, 0, &["EXISTS", "a", "b"]), int(0));
         run(&mut ks, 0, &["SET", "x", "1", "PX", "10"]);
-        assert_eq!(run(&mut ks, 10, &["EXISTS", "x"]), int(0));
-        assert_eq!(run(&mut ks, 10, &["TYPE", "x"]), Reply::simple("none"));
+        assert_eq!(run(&mut ks, 11, &["EXISTS", "x"]), int(0));
+        assert_eq!(run(&mut ks, 11, &["TYPE", "x"]), Reply::simple("none"));
         assert_eq!(
-            run(&mut ks, 10, &["UNLINK", "x"]),
+            run(&mut ks, 11, &["UNLINK", "x"]),
             int(0),
             "expired keys do not count"
         );
@@ -900,7 +900,7 @@ mod tests {
         // An expired source is absent.
         run(&mut ks, 0, &["SET", "gone", "x", "PX", "5"]);
         assert_eq!(
-            run(&mut ks, 5, &["RENAME", "gone", "z"]),
+            run(&mut ks, 6, &["RENAME", "gone", "z"]),
             err("ERR no such key")
         );
     }
@@ -1165,7 +1165,7 @@ mod tests {
         assert_eq!(run(&mut ks, now, &["EXISTS", "k"]), int(0));
         run(&mut ks, now, &["SET", "k", "v"]);
         assert_eq!(run(&mut ks, now, &["PEXPIRE", "k", "1"]), int(1));
-        assert_eq!(run(&mut ks, now + 1, &["TTL", "k"]), int(-2));
+        assert_eq!(run(&mut ks, now + 2, &["TTL", "k"]), int(-2));
         // TTL rounds to the nearest second.
         run(&mut ks, now, &["SET", "k", "v", "PX", "1500"]);
         assert_eq!(run(&mut ks, now, &["TTL", "k"]), int(2));

@@ -291,26 +291,26 @@ mod string_tests {
             run(&mut ks, 1000, &["SET", "k", "v", "PX", "100"]),
             Reply::ok()
         );
-        assert_eq!(run(&mut ks, 1099, &["GET", "k"]), bulk("v"));
-        assert_eq!(run(&mut ks, 1100, &["GET", "k"]), Reply::Nil);
+        assert_eq!(run(&mut ks, 1100, &["GET", "k"]), bulk("v"));
+        assert_eq!(run(&mut ks, 1101, &["GET", "k"]), Reply::Nil);
         assert_eq!(
-            run(&mut ks, 1100, &["SET", "k", "w", "NX", "GET"]),
+            run(&mut ks, 1101, &["SET", "k", "w", "NX", "GET"]),
             Reply::Nil
         );
         assert_eq!(
-            run(&mut ks, 1100, &["SET", "k", "x", "XX", "GET"]),
+            run(&mut ks, 1101, &["SET", "k", "x", "XX", "GET"]),
             bulk("w")
         );
         assert_eq!(
-            run(&mut ks, 1100, &["SET", "k", "x", "EX", "0"]),
+            run(&mut ks, 1101, &["SET", "k", "x", "EX", "0"]),
             Reply::error("ERR invalid expire time in 'set' command")
         );
         assert_eq!(
-            run(&mut ks, 1100, &["SET", "k", "x", "EX", "1", "PX", "1"]),
+            run(&mut ks, 1101, &["SET", "k", "x", "EX", "1", "PX", "1"]),
             Reply::error("ERR syntax error")
         );
         assert_eq!(
-            run(&mut ks, 1100, &["SET", "k"]),
+            run(&mut ks, 1101, &["SET", "k"]),
             Reply::error("ERR wrong number of arguments for 'set' command")
         );
     }

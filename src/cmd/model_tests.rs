@@ -67,14 +67,14 @@ impl Model {
     fn live(&self, k: &[u8]) -> Option<&(ModelValue, Option<u64>)> {
         self.keys
             .get(k)
-            .filter(|(_, d)| d.is_none_or(|d| self.now < d))
+            .filter(|(_, d)| d.is_none_or(|d| self.now <= d))
     }
 
     fn live_mut(&mut self, k: &[u8]) -> Option<&mut (ModelValue, Option<u64>)> {
         let now = self.now;
         self.keys
             .get_mut(k)
-            .filter(|(_, d)| d.is_none_or(|d| now < d))
+            .filter(|(_, d)| d.is_none_or(|d| now <= d))
     }
 
     fn remove(&mut self, k: &[u8]) -> Option<(ModelValue, Option<u64>)> {
@@ -431,7 +431,7 @@ fn run_seed(seed: u64, steps: usize, seen: &mut Seen) {
         model.now += r.below(31);
         let now = model.now;
         seen.expired += (model.keys.values())
-            .filter(|(_, d)| d.is_some_and(|d| before < d && d <= now))
+            .filter(|(_, d)| d.is_some_and(|d| before <= d && d < now))
             .count();
         let c = random_command(&mut r);
         let expected = normalize(model.apply(&c));

@@ -1059,9 +1059,14 @@ mod tests {
         assert_eq!(ttl(&mut ks, now, "k"), Some(now + 10_000));
         assert_eq!(run(&mut ks, now, &["PSETEX", "k", "10", "x"]), Reply::ok());
         assert_eq!(ttl(&mut ks, now, "k"), Some(now + 10));
-        assert_eq!(run(&mut ks, now + 10, &["GET", "k"]), Reply::Nil);
+        assert_eq!(
+            run(&mut ks, now + 10, &["GET", "k"]),
+            bulk("x"),
+            "alive through its deadline"
+        );
+        assert_eq!(run(&mut ks, now + 11, &["GET", "k"]), Reply::Nil);
         // SETNX sees an expired key as absent.
-        assert_eq!(run(&mut ks, now + 10, &["SETNX", "k", "y"]), Reply::Int(1));
+        assert_eq!(run(&mut ks, now + 11, &["SETNX", "k", "y"]), Reply::Int(1));
         let mut ks = with_list();
         assert_eq!(run(&mut ks, now, &["SETEX", "l", "10", "v"]), Reply::ok());
         assert_eq!(run(&mut ks, now, &["GET", "l"]), bulk("v"));
@@ -1635,8 +1640,8 @@ mod tests {
         let mut ks = lcs_keyspace();
         run(&mut ks, 0, &["PEXPIRE", "a", "100"]);
         assert_eq!(run(&mut ks, 99, &["LCS", "a", "b"]), bulk("mytext"));
-        assert_eq!(run(&mut ks, 100, &["LCS", "a", "b"]), bulk(""));
+        assert_eq!(run(&mut ks, 101, &["LCS", "a", "b"]), bulk(""));
         run(&mut ks, 0, &["PEXPIRE", "l", "100"]);
-        assert_eq!(run(&mut ks, 100, &["LCS", "l", "b", "LEN"]), Reply::Int(0));
+        assert_eq!(run(&mut ks, 101, &["LCS", "l", "b", "LEN"]), Reply::Int(0));
     }
 }

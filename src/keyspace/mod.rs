@@ -38,8 +38,10 @@ impl Entry {
         (self.expire_at != 0).then_some(self.expire_at)
     }
 
+    /// Redis's keyIsExpired: a key lives through its deadline millisecond and is
+    /// expired after it (PTTL answers 0 at the deadline).
     fn is_expired(&self, now: u64) -> bool {
-        self.expire_at != 0 && self.expire_at <= now
+        self.expire_at != 0 && self.expire_at < now
     }
 }
 
@@ -352,11 +354,14 @@ mod tests {
     fn expired_keys_are_hidden_on_read_and_deleted_on_write() {
         let mut ks = Keyspace::new();
         ks.set_with_expiry(b"k", s("v"), Some(1000), 0);
-        assert!(ks.read(b"k", 999).is_some());
-        assert!(ks.read(b"k", 1000).is_none());
+        assert!(
+            ks.read(b"k", 1000).is_some(),
+            "alive through its deadline, as Redis"
+        );
+        assert!(ks.read(b"k", 1001).is_none());
         assert_eq!(ks.len(), 1, "reads never delete");
         assert_eq!(ks.volatile_len(), 1);
-        assert!(ks.write(b"k", 1000).is_none());
+        assert!(ks.write(b"k", 1001).is_none());
         assert_eq!(ks.len(), 0);
         assert_eq!(ks.volatile_len(), 0);
         assert_eq!(ks.stats.expired_keys.load(Ordering::Relaxed), 1);

@@ -165,7 +165,7 @@ impl Shard {
             let mut rng = Rng::new(st.seeds.next_u64());
             for _ in 0..sample {
                 if let Some((k, e)) = st.ks.random_volatile(|| rng.next_u64()) {
-                    if e.expire_at().is_some_and(|at| at <= now)
+                    if e.expire_at().is_some_and(|at| at < now)
                         && !expired.iter().any(|x| x[..] == k[..])
                     {
                         expired.push(Bytes::copy_from_slice(k));
@@ -298,7 +298,11 @@ mod tests {
             t.store(u64::MAX - 1, Ordering::Relaxed); // a time ahead of the system clock
         }
         c.refresh();
-        assert_eq!(c.now_ms(), u64::MAX - 1, "refresh never moves the clock back");
+        assert_eq!(
+            c.now_ms(),
+            u64::MAX - 1,
+            "refresh never moves the clock back"
+        );
     }
 
     #[test]
@@ -319,7 +323,7 @@ mod tests {
         }
         // Nothing is due yet: a cycle deletes nothing.
         assert_eq!(shard.active_expire_cycle(Duration::from_secs(1)), 0);
-        clock.advance(100);
+        clock.advance(101);
         let applied_before = shard.lock().applied;
         let mut deleted = 0;
         for _ in 0..100 {
