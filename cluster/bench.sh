@@ -45,25 +45,39 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+# With two or more cores the servers share one core and redis-benchmark gets another,
+# so neither server competes with the load generator (the ratios are far steadier).
+pin_server=()
+pin_client=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    pin_server=(taskset -c 1)
+    pin_client=(taskset -c 0)
+fi
+
+"${pin_server[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --loglevel warning >/dev/null &
 pids+=($!)
 wait_ping "$REDIS_PORT" redis-server "${pids[-1]}"
-./target/release/shardis server --port "$SHARDIS_PORT" --loglevel warning >/dev/null 2>&1 &
+"${pin_server[@]}" ./target/release/shardis server --port "$SHARDIS_PORT" --loglevel warning >/dev/null 2>&1 &
 pids+=($!)
 wait_ping "$SHARDIS_PORT" shardis "${pids[-1]}"
 
 # rps per test name from redis-benchmark's CSV output
 run() { # port n pipeline
-    redis-benchmark -h 127.0.0.1 -p "$1" -q -n "$2" -c "$CLIENTS" -P "$3" -t "$TESTS" --csv \
+    "${pin_client[@]}" redis-benchmark -h 127.0.0.1 -p "$1" -q -n "$2" -c "$CLIENTS" -P "$3" -t "$TESTS" --csv \
         | awk -F'","' 'NR>1 { gsub(/"/, "", $1); gsub(/"/, "", $2); print $1, $2 }'
 }
+
+# Warm both servers up (allocator arenas, page faults, CPU caches) before measuring.
+run "$REDIS_PORT" 200000 16 >/dev/null
+run "$SHARDIS_PORT" 200000 16 >/dev/null
 
 printf '%-8s %-4s %14s %14s %8s\n' test P "redis rps" "shardis rps" ratio
 for P in 1 16; do
     n=$N1
     [ "$P" = 16 ] && n=$N16
     redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    redis-cli -p "$SHARDIS_PORT" flushall >/dev/null
     declare -A R=()
     while read -r name rps; do R[$name]=$rps; done < <(run "$REDIS_PORT" "$n" "$P")
     while read -r name rps; do
