@@ -22,6 +22,7 @@ const RO_FAST: &[&str] = &["read", "list", "fast"];
 const RO_SLOW: &[&str] = &["read", "list", "slow"];
 const BLOCKING_ACL: &[&str] = &["write", "list", "slow", "blocking"];
 
+/// A list command: the family's group filled in.
 #[allow(clippy::too_many_arguments)]
 const fn spec(
     name: &'static str,
@@ -33,13 +34,9 @@ const fn spec(
     summary: &'static str,
     handler: Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        group: "list",
-        since,
-        summary,
-        acl,
-        ..CommandSpec::new(name, arity, flags, keys, handler)
-    }
+    CommandSpec::described(
+        name, arity, flags, keys, "list", acl, since, summary, handler,
+    )
 }
 
 pub static COMMANDS: &[CommandSpec] = &[

@@ -272,6 +272,14 @@ pub mod testing {
         }
     }
 
+    /// An argument vector from words.
+    pub fn argv(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
     /// A bulk reply's bytes as a string, for assertions.
     pub fn bulk(s: &str) -> Reply {
         Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))

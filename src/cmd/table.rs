@@ -175,6 +175,28 @@ impl CommandSpec {
         }
     }
 
+    /// [`CommandSpec::new`] plus the descriptive fields a family's table fills in.
+    #[allow(clippy::too_many_arguments)]
+    pub const fn described(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        keys: Keys,
+        group: &'static str,
+        acl: &'static [&'static str],
+        since: &'static str,
+        summary: &'static str,
+        handler: Handler,
+    ) -> CommandSpec {
+        CommandSpec {
+            group,
+            since,
+            summary,
+            acl,
+            ..CommandSpec::new(name, arity, flags, keys, handler)
+        }
+    }
+
     pub fn has(&self, flag: u32) -> bool {
         self.flags & flag != 0
     }

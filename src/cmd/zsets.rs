@@ -24,6 +24,7 @@ const W_SLOW: &[&str] = &["write", "sortedset", "slow"];
 const B_FAST: &[&str] = &["write", "sortedset", "fast", "blocking"];
 const B_SLOW: &[&str] = &["write", "sortedset", "slow", "blocking"];
 
+/// A sorted-set command: the family's group filled in.
 #[allow(clippy::too_many_arguments)]
 const fn spec(
     name: &'static str,
@@ -35,13 +36,17 @@ const fn spec(
     summary: &'static str,
     handler: Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        group: "sorted-set",
+    CommandSpec::described(
+        name,
+        arity,
+        flags,
+        keys,
+        "sorted-set",
+        acl,
         since,
         summary,
-        acl,
-        ..CommandSpec::new(name, arity, flags, keys, handler)
-    }
+        handler,
+    )
 }
 
 pub static COMMANDS: &[CommandSpec] = &[

@@ -278,12 +278,7 @@ mod tests {
         (Shard::with(clock.clone(), |ks| ks.len() * 100), clock)
     }
 
-    fn argv(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
+    use crate::cmd::testing::argv;
 
     #[test]
     fn cached_clock_moves_only_on_refresh_and_never_back() {

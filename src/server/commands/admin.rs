@@ -126,11 +126,7 @@ pub fn wait(a: &[Bytes]) -> Reply {
 mod tests {
     use super::*;
 
-    fn argv(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
+    use crate::cmd::testing::argv;
 
     #[test]
     fn slowlog_get_len_reset() {

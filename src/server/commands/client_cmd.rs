@@ -366,11 +366,7 @@ mod tests {
     use super::*;
     use tokio::sync::mpsc;
 
-    fn argv(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
+    use crate::cmd::testing::argv;
 
     #[test]
     fn kill_filters_parse_as_redis() {

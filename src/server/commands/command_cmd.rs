@@ -277,11 +277,7 @@ fn keys_of(argv: &[Bytes]) -> Result<(&'static CommandSpec, Vec<usize>), Reply> 
 mod tests {
     use super::*;
 
-    fn argv(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
+    use crate::cmd::testing::argv;
 
     fn simple(s: &'static str) -> Reply {
         Reply::simple(s)

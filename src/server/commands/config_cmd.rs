@@ -104,11 +104,7 @@ pub fn set(c: &mut Config, a: &[Bytes]) -> Result<(), Reply> {
 mod tests {
     use super::*;
 
-    fn argv(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
+    use crate::cmd::testing::argv;
 
     #[test]
     fn get_matches_patterns_once() {

@@ -436,11 +436,7 @@ mod tests {
     use super::*;
     use crate::server::config::Config;
 
-    fn argv(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
+    use crate::cmd::testing::argv;
 
     #[test]
     fn section_selection() {
