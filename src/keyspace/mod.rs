@@ -13,6 +13,7 @@ pub mod float;
 pub mod memory;
 pub mod rng;
 pub mod slab_map;
+pub mod snapshot;
 pub mod value;
 pub mod zset;
 
@@ -280,6 +281,19 @@ impl Keyspace {
         } else if !had && at != 0 {
             e.volatile_pos = self.volatile.len() as u32;
             self.volatile.push(pos);
+        }
+    }
+
+    /// Rebuilds the TTL index from the entries' deadlines (after a snapshot load).
+    fn rebuild_volatile(&mut self) {
+        self.volatile.clear();
+        let positions: Vec<u32> = (0..self.dict.capacity_slots() as u32)
+            .filter(|&p| self.dict.at(p).is_some_and(|(_, e)| e.expire_at != 0))
+            .collect();
+        for p in positions {
+            let vp = self.volatile.len() as u32;
+            self.dict.at_mut(p).unwrap().1.volatile_pos = vp;
+            self.volatile.push(p);
         }
     }
 
