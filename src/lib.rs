@@ -6,3 +6,4 @@ pub mod keyspace;
 pub mod resp;
 pub mod server;
 pub mod shard;
+pub mod storage;

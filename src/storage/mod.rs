@@ -1,0 +1,8 @@
+//! Durable Raft log and snapshot files; the only module that touches files.
+//!
+//! - `wal`: a segmented append-only log of opaque entries indexed by Raft log index,
+//!   with group commit (one fsync per append call) and torn-tail recovery.
+
+pub mod wal;
+
+pub use wal::{Wal, WalOptions};
