@@ -31,6 +31,17 @@ pub enum Op {
     EvictKeys(Vec<Bytes>),
 }
 
+impl std::fmt::Display for WriteEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.op {
+            Op::Exec(cmds) => format!("exec({} commands)", cmds.len()),
+            Op::ExpireKeys(k) => format!("expire({} keys)", k.len()),
+            Op::EvictKeys(k) => format!("evict({} keys)", k.len()),
+        };
+        write!(f, "{what}@{}", self.time_ms)
+    }
+}
+
 impl WriteEntry {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![ENTRY_VERSION];

@@ -4,7 +4,9 @@
 //! decoding (see the tests at the bottom of each module).
 
 pub mod entry;
+pub mod node;
 pub mod slot;
 
 pub use entry::{Op, WriteEntry};
+pub use node::NodeAddr;
 pub use slot::{key_slot, SLOTS};

@@ -321,6 +321,14 @@ impl Keyspace {
     }
 
     /// Keys changed since the last call (each possibly more than once).
+    /// Replaces this keyspace's data with `other`'s (a snapshot install), keeping the
+    /// local interest registrations and reporting every interesting key as changed.
+    pub fn replace_with(&mut self, mut other: Keyspace) {
+        other.interest = std::mem::take(&mut self.interest);
+        other.dirty = other.interest.keys().cloned().collect();
+        *self = other;
+    }
+
     pub fn take_dirty(&mut self) -> Vec<Key> {
         std::mem::take(&mut self.dirty)
     }

@@ -1,4 +1,5 @@
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 /// A reply before encoding. Commands return these; the connection encodes them in
@@ -70,5 +71,106 @@ impl Reply {
         B: AsRef<[u8]>,
     {
         Reply::Array(items.into_iter().map(Reply::bulk).collect())
+    }
+}
+
+/// How a reply crosses between nodes (a forwarded command's answer): the same shape
+/// with owned texts, so a verbatim string's format need not be `'static`.
+#[derive(Serialize, Deserialize)]
+enum WireReply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Bytes),
+    Nil,
+    NilArray,
+    Array(Vec<Reply>),
+    Map(Vec<(Reply, Reply)>),
+    Set(Vec<Reply>),
+    Pairs(Vec<(Reply, Reply)>),
+    Double(f64),
+    Bool(bool),
+    Verbatim(String, Bytes),
+    Push(Vec<Reply>),
+}
+
+impl Serialize for Reply {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        WireReply::from(self.clone()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reply {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reply, D::Error> {
+        WireReply::deserialize(d).map(Reply::from)
+    }
+}
+
+impl From<Reply> for WireReply {
+    fn from(r: Reply) -> WireReply {
+        match r {
+            Reply::Simple(s) => WireReply::Simple(s.into_owned()),
+            Reply::Error(s) => WireReply::Error(s.into_owned()),
+            Reply::Int(i) => WireReply::Int(i),
+            Reply::Bulk(b) => WireReply::Bulk(b),
+            Reply::Nil => WireReply::Nil,
+            Reply::NilArray => WireReply::NilArray,
+            Reply::Array(v) => WireReply::Array(v),
+            Reply::Map(v) => WireReply::Map(v),
+            Reply::Set(v) => WireReply::Set(v),
+            Reply::Pairs(v) => WireReply::Pairs(v),
+            Reply::Double(d) => WireReply::Double(d),
+            Reply::Bool(b) => WireReply::Bool(b),
+            Reply::Verbatim(f, b) => WireReply::Verbatim(f.to_string(), b),
+            Reply::Push(v) => WireReply::Push(v),
+        }
+    }
+}
+
+impl From<WireReply> for Reply {
+    fn from(r: WireReply) -> Reply {
+        match r {
+            WireReply::Simple(s) => Reply::Simple(s.into()),
+            WireReply::Error(s) => Reply::Error(s.into()),
+            WireReply::Int(i) => Reply::Int(i),
+            WireReply::Bulk(b) => Reply::Bulk(b),
+            WireReply::Nil => Reply::Nil,
+            WireReply::NilArray => Reply::NilArray,
+            WireReply::Array(v) => Reply::Array(v),
+            WireReply::Map(v) => Reply::Map(v),
+            WireReply::Set(v) => Reply::Set(v),
+            WireReply::Pairs(v) => Reply::Pairs(v),
+            WireReply::Double(d) => Reply::Double(d),
+            WireReply::Bool(b) => Reply::Bool(b),
+            // Redis sends two formats: plain text and markdown.
+            WireReply::Verbatim(f, b) => Reply::Verbatim(if f == "mkd" { "mkd" } else { "txt" }, b),
+            WireReply::Push(v) => Reply::Push(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn replies_survive_the_wire() {
+        let r = Reply::Array(vec![
+            Reply::ok(),
+            Reply::error("WRONGTYPE x"),
+            Reply::Int(-3),
+            Reply::bulk("v"),
+            Reply::Nil,
+            Reply::NilArray,
+            Reply::Map(vec![(Reply::bulk("k"), Reply::Double(1.5))]),
+            Reply::Set(vec![Reply::Bool(true)]),
+            Reply::Pairs(vec![(Reply::bulk("m"), Reply::Double(2.0))]),
+            Reply::Verbatim("txt", Bytes::from_static(b"hello")),
+            Reply::Push(vec![Reply::bulk("message")]),
+        ]);
+        let cfg = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&r, cfg).unwrap();
+        let (back, _): (Reply, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+        assert_eq!(back, r);
     }
 }

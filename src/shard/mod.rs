@@ -9,6 +9,8 @@
 //! Callers hold the shard's lock for a whole command (or MULTI block), so a write,
 //! the checks before it (WATCH) and the notifications after it are atomic.
 
+pub mod raft;
+
 use crate::cmd::{self, ApplyLimits};
 use crate::keyspace::access::AccessConfig;
 use crate::keyspace::evict::{choose_victim, EvictionPolicy, EvictionPool};
@@ -109,8 +111,12 @@ pub struct ShardState {
     settings: ShardSettings,
     seeds: Rng,
     pool: EvictionPool,
-    /// Entries applied so far (the log index once there is a log).
+    /// Entries applied so far.
     pub applied: u64,
+    /// The Raft position of the state: the last applied log id and membership (both
+    /// part of a snapshot; empty for a shard without a log).
+    pub raft_applied: Option<raft::LogId>,
+    pub membership: raft::StoredMembership,
 }
 
 /// The OOM refusal for a denyoom command under memory pressure.
@@ -138,6 +144,8 @@ impl Shard {
                 seeds: Rng::new(Rng::local_seed()),
                 pool: EvictionPool::new(),
                 applied: 0,
+                raft_applied: None,
+                membership: Default::default(),
             }),
         }
     }
@@ -208,14 +216,25 @@ impl ShardState {
     }
 
     fn propose_entry(&mut self, op: Op) -> (Vec<Reply>, WriteEntry) {
-        let entry = WriteEntry {
+        let entry = self.stamp(op);
+        let replies = self.apply(&entry);
+        (replies, entry)
+    }
+
+    /// Makes an operation an entry: the leader's time and a fresh seed.
+    pub fn stamp(&mut self, op: Op) -> WriteEntry {
+        WriteEntry {
             time_ms: self.now(),
             seed: self.seeds.next_u64(),
             op,
-        };
+        }
+    }
+
+    /// Applies an entry (on every replica, in log order): a pure function of the state
+    /// and the entry.
+    pub fn apply(&mut self, entry: &WriteEntry) -> Vec<Reply> {
         self.applied += 1;
-        let replies = cmd::apply(&mut self.ks, &entry, self.settings.limits);
-        (replies, entry)
+        cmd::apply(&mut self.ks, entry, self.settings.limits)
     }
 
     /// Runs commands (one, or a MULTI block) as one atomic entry.

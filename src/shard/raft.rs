@@ -1,0 +1,332 @@
+//! The shard as an openraft state machine: the type configuration, the log payload,
+//! and [`ShardSm`], which applies committed entries to the shard's keyspace, builds
+//! snapshots into files and installs them.
+//!
+//! Snapshot file (version 1): `SHDSNAPF`, the snapshot meta (last log id and
+//! membership) as a u32-LE-length-prefixed bincode record with its CRC32, then the
+//! keyspace snapshot stream (its own magic and CRC32 trailer). Both are written and read
+//! as streams: a snapshot never needs a serialized copy of the keyspace in memory.
+
+use super::{Shard, ShardState};
+use crate::keyspace::snapshot as ks_snapshot;
+use crate::resp::Reply;
+use crate::storage::SnapshotDir;
+use futures_util::TryStreamExt;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use proto::WriteEntry;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub type NodeId = u64;
+
+/// The log payload: a [`WriteEntry`] in its own versioned encoding (proto's contract),
+/// so the log stays readable whatever openraft's envelope does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged(pub WriteEntry);
+
+impl fmt::Display for Logged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Logged {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0.encode())
+    }
+}
+
+impl<'de> Deserialize<'de> for Logged {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Logged, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Logged;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an encoded write entry")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Logged, E> {
+                WriteEntry::decode(b).map(Logged).map_err(E::custom)
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> Result<Logged, E> {
+                self.visit_bytes(&b)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Logged, A::Error> {
+                let mut b = Vec::new();
+                while let Some(x) = a.next_element::<u8>()? {
+                    b.push(x);
+                }
+                self.visit_bytes(&b)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// What apply returned for an entry: one reply per command.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Applied(pub Vec<Reply>);
+
+openraft::declare_raft_types!(
+    /// shardis's Raft types: keyspace write entries, their replies, nodes with a peer
+    /// and a client address.
+    pub TypeConfig:
+        D = Logged,
+        R = Applied,
+        NodeId = NodeId,
+        Node = proto::NodeAddr,
+);
+
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapFile>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig, ShardSm>;
+
+/// A snapshot file, open for reading from the start.
+#[derive(Debug)]
+pub struct SnapFile {
+    pub path: PathBuf,
+    pub file: File,
+}
+
+impl SnapFile {
+    pub fn open(path: PathBuf) -> io::Result<SnapFile> {
+        let file = File::open(&path)?;
+        Ok(SnapFile { path, file })
+    }
+}
+
+const SNAP_MAGIC: &[u8; 8] = b"SHDSNAPF";
+const CFG: bincode::config::Configuration = bincode::config::standard();
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Writes a whole snapshot file body: header with the meta, then the keyspace.
+pub fn write_snapshot(st: &ShardState, meta: &SnapshotMeta, w: impl Write) -> io::Result<()> {
+    let mut w = BufWriter::with_capacity(256 * 1024, w);
+    let m = bincode::serde::encode_to_vec(meta, CFG).map_err(|e| invalid(e.to_string()))?;
+    w.write_all(SNAP_MAGIC)?;
+    w.write_all(&(m.len() as u32).to_le_bytes())?;
+    w.write_all(&m)?;
+    w.write_all(&crc32fast::hash(&m).to_le_bytes())?;
+    ks_snapshot::write(&st.ks, &mut w)?;
+    w.flush()
+}
+
+/// Reads a snapshot file's meta, leaving the reader at the keyspace stream.
+pub fn read_snapshot_meta(r: &mut impl Read) -> io::Result<SnapshotMeta> {
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic)?;
+    if &magic != SNAP_MAGIC {
+        return Err(invalid("not a shardis snapshot file"));
+    }
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 64 * 1024 * 1024 {
+        return Err(invalid("snapshot meta too large"));
+    }
+    let mut m = vec![0u8; len];
+    r.read_exact(&mut m)?;
+    let mut crc = [0u8; 4];
+    r.read_exact(&mut crc)?;
+    if crc32fast::hash(&m) != u32::from_le_bytes(crc) {
+        return Err(invalid("snapshot meta checksum mismatch"));
+    }
+    bincode::serde::decode_from_slice(&m, CFG)
+        .map(|(meta, _)| meta)
+        .map_err(|e| invalid(format!("bad snapshot meta: {e}")))
+}
+
+/// Reads a whole snapshot file: its meta and keyspace.
+fn read_snapshot(path: &Path) -> io::Result<(SnapshotMeta, crate::keyspace::Keyspace)> {
+    let mut r = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    let meta = read_snapshot_meta(&mut r)?;
+    let ks = ks_snapshot::read(&mut r).map_err(|e| invalid(format!("{e:?}")))?;
+    Ok((meta, ks))
+}
+
+type Hook = Arc<dyn Fn(&mut ShardState) + Send + Sync>;
+
+/// The state machine of one shard: applies entries to the shared [`Shard`].
+#[derive(Clone)]
+pub struct ShardSm {
+    shard: Arc<Shard>,
+    snaps: Arc<SnapshotDir>,
+    current: Arc<Mutex<Option<(SnapshotMeta, PathBuf)>>>,
+    /// Run after each applied entry under the shard lock (the server marks WATCHed
+    /// keys and wakes blocked clients here).
+    after_apply: Hook,
+}
+
+impl ShardSm {
+    /// Opens the state machine, loading the newest snapshot in `snaps` (if any) into the
+    /// shard: restart = snapshot + replay of the log after it.
+    pub fn open(shard: Arc<Shard>, snaps: SnapshotDir, after_apply: Hook) -> io::Result<ShardSm> {
+        let mut current = None;
+        if let Some(path) = snaps.latest()? {
+            let (meta, ks) = read_snapshot(&path)?;
+            let mut st = shard.lock();
+            st.ks.replace_with(ks);
+            st.raft_applied = meta.last_log_id.clone();
+            st.membership = meta.last_membership.clone();
+            after_apply(&mut st);
+            drop(st);
+            tracing::info!(snapshot = %path.display(), last = ?meta.last_log_id, "loaded snapshot");
+            current = Some((meta, path));
+        }
+        Ok(ShardSm {
+            shard,
+            snaps: Arc::new(snaps),
+            current: Arc::new(Mutex::new(current)),
+            after_apply,
+        })
+    }
+
+    pub fn shard(&self) -> &Arc<Shard> {
+        &self.shard
+    }
+
+    /// The last snapshot's log index, for INFO.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        let cur = self.current.lock().unwrap();
+        cur.as_ref()
+            .and_then(|(m, _)| m.last_log_id.as_ref().map(|l| l.index))
+    }
+
+    pub fn snapshot_dir(&self) -> &Arc<SnapshotDir> {
+        &self.snaps
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for ShardSm {
+    type SnapshotData = SnapFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let (tmp, file) = self.snaps.create_temp()?;
+        // The meta is read under the same lock as the keyspace, so they match.
+        // TODO(perf): serialization holds the shard lock; a fork-less copy-on-write
+        // snapshot would let clients run meanwhile.
+        let meta = {
+            let st = self.shard.lock();
+            let meta = SnapshotMeta {
+                last_log_id: st.raft_applied.clone(),
+                last_membership: st.membership.clone(),
+            };
+            write_snapshot(&st, &meta, &file)?;
+            meta
+        };
+        drop(file);
+        let index = meta.last_log_id.as_ref().map(|l| l.index).unwrap_or(0);
+        let path = self.snaps.commit(&tmp, index)?;
+        tracing::info!(index, size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0), "snapshot built");
+        *self.current.lock().unwrap() = Some((meta.clone(), path.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: SnapFile::open(path)?,
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for ShardSm {
+    type SnapshotData = SnapFile;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let st = self.shard.lock();
+        Ok((st.raft_applied.clone(), st.membership.clone()))
+    }
+
+    async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
+    where
+        S: futures_util::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>>
+            + Unpin
+            + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let replies = {
+                let mut st = self.shard.lock();
+                let replies = match &entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(Logged(e)) => st.apply(e),
+                    EntryPayload::Membership(m) => {
+                        st.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                        Vec::new()
+                    }
+                };
+                st.raft_applied = Some(entry.log_id.clone());
+                (self.after_apply)(&mut st);
+                replies
+            };
+            if let Some(r) = responder {
+                r.send(Applied(replies));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapFile) -> Result<(), io::Error> {
+        let index = meta.last_log_id.as_ref().map(|l| l.index).unwrap_or(0);
+        // A snapshot received into one of our temp files is renamed into place; one from
+        // elsewhere (another group's directory) is copied, never moved.
+        let ours = snapshot.path.parent() == Some(self.snaps_dir_path().as_path())
+            && snapshot.path.extension().is_some_and(|e| e == "tmp");
+        let tmp = if ours {
+            snapshot.path.clone()
+        } else {
+            let (tmp, mut out) = self.snaps.create_temp()?;
+            let mut src = snapshot.file;
+            io::copy(&mut src, &mut out)?;
+            tmp
+        };
+        // Validate the whole file before it replaces anything.
+        let (file_meta, ks) = read_snapshot(&tmp)?;
+        if file_meta.last_log_id != meta.last_log_id {
+            return Err(invalid(format!(
+                "snapshot file is for {:?}, expected {:?}",
+                file_meta.last_log_id, meta.last_log_id
+            )));
+        }
+        let path = self.snaps.commit(&tmp, index)?;
+        {
+            let mut st = self.shard.lock();
+            st.ks.replace_with(ks);
+            st.raft_applied = meta.last_log_id.clone();
+            st.membership = meta.last_membership.clone();
+            (self.after_apply)(&mut st);
+        }
+        tracing::info!(index, "snapshot installed");
+        *self.current.lock().unwrap() = Some((meta.clone(), path));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let cur = self.current.lock().unwrap().clone();
+        match cur {
+            None => Ok(None),
+            Some((meta, path)) => Ok(Some(Snapshot {
+                meta,
+                snapshot: SnapFile::open(path)?,
+            })),
+        }
+    }
+}
+
+impl ShardSm {
+    fn snaps_dir_path(&self) -> PathBuf {
+        self.snaps.path().to_path_buf()
+    }
+}
