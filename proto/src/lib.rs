@@ -4,6 +4,7 @@
 //! decoding (see the tests at the bottom of each module).
 
 pub mod entry;
+pub mod peer;
 pub mod slot;
 
 pub use entry::{Op, WriteEntry};
