@@ -7,3 +7,4 @@ pub mod resp;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod transport;

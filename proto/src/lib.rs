@@ -5,6 +5,7 @@
 
 pub mod entry;
 pub mod node;
+pub mod peer;
 pub mod slot;
 
 pub use entry::{Op, WriteEntry};
