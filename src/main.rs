@@ -97,7 +97,7 @@ fn main() {
                 b
             };
             let rt = builder.enable_all().build().expect("tokio runtime");
-            if let Err(e) = rt.block_on(shardis::server::run(config)) {
+            if let Err(e) = rt.block_on(shardis::node::run(config)) {
                 tracing::error!(error = %e, "server failed");
                 std::process::exit(1);
             }

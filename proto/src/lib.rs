@@ -6,6 +6,7 @@
 pub mod entry;
 pub mod node;
 pub mod peer;
+pub mod raft_msg;
 pub mod slot;
 
 pub use entry::{Op, WriteEntry};

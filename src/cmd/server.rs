@@ -70,6 +70,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         tips: &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
         ..srv("info", -1, LOADING | STALE, &["slow", "dangerous"], "server", "1.0.0", "Get information and statistics about the server")
     },
+    srv("readonly", 1, LOADING | STALE | FAST, &["keyspace", "fast"], "cluster", "3.0.0", "Enables read-only queries for a connection to a Redis Cluster replica node."),
+    srv("readwrite", 1, LOADING | STALE | FAST, &["keyspace", "fast"], "cluster", "3.0.0", "Enables read-write queries for a connection to a Reids Cluster replica node."),
     srv("subscribe", -2, PUBSUB | NSLS, PUBSUB_SLOW, "pubsub", "2.0.0", "Listen for messages published to the given channels"),
     srv("unsubscribe", -1, PUBSUB | NSLS, PUBSUB_SLOW, "pubsub", "2.0.0", "Stop listening for messages posted to the given channels"),
     srv("psubscribe", -2, PUBSUB | NSLS, PUBSUB_SLOW, "pubsub", "2.0.0", "Listen for messages published to channels matching the given patterns"),

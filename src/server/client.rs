@@ -188,6 +188,9 @@ pub struct ClientState {
     pub shard_channels: HashSet<Bytes>,
     pub no_evict: bool,
     pub no_touch: bool,
+    /// READONLY: reads are served from this node's state even on a follower (possibly
+    /// stale), without a read index.
+    pub readonly: bool,
     /// Close after writing the pending replies (QUIT, protocol error).
     pub closing: bool,
     /// CLIENT REPLY OFF.
@@ -219,6 +222,7 @@ impl ClientState {
             shard_channels: HashSet::new(),
             no_evict: false,
             no_touch: false,
+            readonly: false,
             closing: false,
             reply_off: false,
             reply_skip_next: false,

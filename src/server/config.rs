@@ -27,6 +27,35 @@ pub struct Config {
     /// Threads serving connections (Redis's io-threads). 1, as in Redis, suits a
     /// machine that also runs the clients; raise it on a dedicated host.
     pub io_threads: u32,
+    /// Cluster mode (a replicated shard) when non-zero: this node's Raft id.
+    pub node_id: u64,
+    /// The peer port (Raft traffic, forwarded requests); 0 picks a free one.
+    pub peer_port: u16,
+    /// Start a new cluster with this node as its only member (first start only).
+    pub bootstrap: bool,
+    /// `host:peerport` of a member to ask for admission (first start only).
+    pub join: String,
+    /// The client address other nodes and clients are told (`-MOVED`); defaults to
+    /// the first bind address and the port.
+    pub advertise_addr: String,
+    /// The peer address other nodes dial; defaults to the first bind address and the
+    /// peer port.
+    pub peer_advertise_addr: String,
+    /// Peers must prove they know this secret (empty: no check).
+    pub cluster_secret: String,
+    /// When a write is acknowledged: `always` (durable on a majority), `everysec`, `no`.
+    pub appendfsync: String,
+    /// Raft election timeout in milliseconds (randomized between it and twice it).
+    pub election_timeout: u64,
+    /// Raft heartbeat interval in milliseconds.
+    pub heartbeat_interval: u64,
+    /// `readindex` (default) or `lease`: how the leader proves a read linearizable.
+    pub read_mode: String,
+    /// `forward` (default): a follower forwards writes to the leader; `redirect`: it
+    /// answers `-MOVED 0 leader`.
+    pub follower_mode: String,
+    /// Log entries between snapshots.
+    pub snapshot_entries: u64,
 }
 
 impl Default for Config {
@@ -50,6 +79,19 @@ impl Default for Config {
             slowlog_max_len: 128,
             loglevel: "notice".into(),
             io_threads: 1,
+            node_id: 0,
+            peer_port: 0,
+            bootstrap: false,
+            join: String::new(),
+            advertise_addr: String::new(),
+            peer_advertise_addr: String::new(),
+            cluster_secret: String::new(),
+            appendfsync: "always".into(),
+            election_timeout: 300,
+            heartbeat_interval: 50,
+            read_mode: "readindex".into(),
+            follower_mode: "forward".into(),
+            snapshot_entries: 100_000,
         }
     }
 }
@@ -289,6 +331,94 @@ pub static PARAMS: &[Param] = &[
             }
         },
         immutable: false,
+    },
+    Param {
+        name: "node-id",
+        get: |c| c.node_id.to_string(),
+        set: |c, v| Ok(c.node_id = num(v, 0, i64::MAX)?),
+        immutable: true,
+    },
+    Param {
+        name: "peer-port",
+        get: |c| c.peer_port.to_string(),
+        set: |c, v| Ok(c.peer_port = num(v, 0, 65535)?),
+        immutable: true,
+    },
+    Param {
+        name: "bootstrap",
+        get: |c| if c.bootstrap { "yes" } else { "no" }.into(),
+        // A bare `--bootstrap` flag means yes.
+        set: |c, v| Ok(c.bootstrap = v.trim().is_empty() || parse_bool(v)?),
+        immutable: true,
+    },
+    Param {
+        name: "join",
+        get: |c| c.join.clone(),
+        set: |c, v| Ok(c.join = v.trim().to_string()),
+        immutable: true,
+    },
+    Param {
+        name: "advertise-addr",
+        get: |c| c.advertise_addr.clone(),
+        set: |c, v| Ok(c.advertise_addr = v.trim().to_string()),
+        immutable: true,
+    },
+    Param {
+        name: "peer-advertise-addr",
+        get: |c| c.peer_advertise_addr.clone(),
+        set: |c, v| Ok(c.peer_advertise_addr = v.trim().to_string()),
+        immutable: true,
+    },
+    Param {
+        name: "cluster-secret",
+        get: |c| if c.cluster_secret.is_empty() { "" } else { "(set)" }.into(),
+        set: |c, v| Ok(c.cluster_secret = v.to_string()),
+        immutable: true,
+    },
+    Param {
+        name: "appendfsync",
+        get: |c| c.appendfsync.clone(),
+        set: |c, v| match v.to_ascii_lowercase().as_str() {
+            p @ ("always" | "everysec" | "no") => Ok(c.appendfsync = p.to_string()),
+            _ => Err("argument(s) must be one of the following: always, everysec, no".into()),
+        },
+        immutable: true,
+    },
+    Param {
+        name: "election-timeout",
+        get: |c| c.election_timeout.to_string(),
+        set: |c, v| Ok(c.election_timeout = num(v, 10, 600_000)?),
+        immutable: true,
+    },
+    Param {
+        name: "heartbeat-interval",
+        get: |c| c.heartbeat_interval.to_string(),
+        set: |c, v| Ok(c.heartbeat_interval = num(v, 1, 60_000)?),
+        immutable: true,
+    },
+    Param {
+        name: "read-mode",
+        get: |c| c.read_mode.clone(),
+        set: |c, v| match v.to_ascii_lowercase().as_str() {
+            m @ ("readindex" | "lease") => Ok(c.read_mode = m.to_string()),
+            _ => Err("argument(s) must be one of the following: readindex, lease".into()),
+        },
+        immutable: true,
+    },
+    Param {
+        name: "follower-mode",
+        get: |c| c.follower_mode.clone(),
+        set: |c, v| match v.to_ascii_lowercase().as_str() {
+            m @ ("forward" | "redirect") => Ok(c.follower_mode = m.to_string()),
+            _ => Err("argument(s) must be one of the following: forward, redirect".into()),
+        },
+        immutable: true,
+    },
+    Param {
+        name: "snapshot-entries",
+        get: |c| c.snapshot_entries.to_string(),
+        set: |c, v| Ok(c.snapshot_entries = num(v, 1, i64::MAX)?),
+        immutable: true,
     },
 ];
 

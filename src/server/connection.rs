@@ -2,7 +2,15 @@
 //! (pipelining), dispatch, encode the replies in the client's protocol, write once.
 
 use super::client::ClientState;
-use super::dispatch::{self, Flow};
+use super::dispatch::{self, Finish, Flow};
+use super::waiters::Blocked;
+use crate::cmd::{self, flags, Handler};
+use crate::shard::replica::{PendingWrite, Replica, ReplicaError};
+use crate::resp::Protocol;
+use bytes::Bytes;
+use proto::Op;
+use std::collections::VecDeque;
+use std::time::Instant;
 use super::Server;
 use crate::resp::{encode, DecodeLimits, Decoder, Reply};
 use bytes::BytesMut;
@@ -40,6 +48,11 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
     let mut decoder = Decoder::new();
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
+    // Cluster mode: the shard's replica, the writes of this batch still in flight (in
+    // order), and whether this batch already holds a read index.
+    let replica = server.replica().cloned();
+    let mut inflight: VecDeque<(PendingWrite, bool)> = VecDeque::new();
+    let mut barrier_done = false;
 
     'conn: loop {
         tokio::select! {
@@ -78,6 +91,33 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                     if args.is_empty() {
                         continue;
                     }
+                    if let Some(replica) = &replica {
+                        let spec = cmd::lookup(&args[0]);
+                        let handler = spec.map(|s| &s.handler);
+                        let plain_write = client.multi.is_none() && matches!(handler, Some(Handler::Write(_)));
+                        if !plain_write {
+                            drain(&mut inflight, client.proto, &mut out).await;
+                        }
+                        if matches!(handler, Some(Handler::Read(_)))
+                            && client.multi.is_none()
+                            && !client.readonly
+                            && !barrier_done
+                            && client.authenticated
+                        {
+                            if let Err(e) = replica.read_barrier().await {
+                                encode(&e.reply(), client.proto, &mut out);
+                                continue;
+                            }
+                            barrier_done = true;
+                        }
+                        if plain_write
+                            && spec.is_some_and(|s| s.has(flags::DENYOOM))
+                            && server.hot.maxmemory.load(Ordering::Relaxed) > 0
+                            && replica.is_leader()
+                        {
+                            evict(&server, replica).await;
+                        }
+                    }
                     let flow = dispatch::command(&server, &mut client, args);
                     // Messages the command itself published to this client go first,
                     // as Redis writes them before the PUBLISH reply.
@@ -92,6 +132,51 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                         Flow::Replies(rs) => {
                             for r in &rs {
                                 encode(r, client.proto, &mut out);
+                            }
+                        }
+                        Flow::Replicate(rep) => {
+                            let replica = replica.as_ref().expect("replicated flows need a replica");
+                            // Our own write must be visible to our next read, on a
+                            // follower too: the next read takes a fresh read index.
+                            barrier_done = false;
+                            match rep.finish {
+                                Finish::One if replica.is_leader() => match replica.submit(rep.op).await {
+                                    Ok(p) => inflight.push_back((p, silent)),
+                                    Err(e) => {
+                                        drain(&mut inflight, client.proto, &mut out).await;
+                                        if !silent {
+                                            encode(&e.reply(), client.proto, &mut out);
+                                        }
+                                    }
+                                },
+                                Finish::One => {
+                                    drain(&mut inflight, client.proto, &mut out).await;
+                                    let r = first_reply(replica.write(rep.op).await);
+                                    if !silent {
+                                        encode(&r, client.proto, &mut out);
+                                    }
+                                }
+                                Finish::Exec(finish) => {
+                                    drain(&mut inflight, client.proto, &mut out).await;
+                                    let r = replica.write(rep.op).await;
+                                    let reply = finish(&server, &mut client, r);
+                                    if !silent {
+                                        encode(&reply, client.proto, &mut out);
+                                    }
+                                }
+                                Finish::Blocking { argv, keys, deadline } => {
+                                    drain(&mut inflight, client.proto, &mut out).await;
+                                    if write_out(&server, &mut socket, &mut out).await.is_err() {
+                                        break 'conn;
+                                    }
+                                    let reply = blocking_write(&server, replica, &client, argv, keys, deadline).await;
+                                    client.mark = std::time::Instant::now();
+                                    server.clock.refresh();
+                                    match reply {
+                                        Some(r) => encode(&r, client.proto, &mut out),
+                                        None => break 'conn,
+                                    }
+                                }
                             }
                         }
                         Flow::Block(wait) => {
@@ -115,6 +200,8 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                         break 'conn;
                     }
                 }
+                drain(&mut inflight, client.proto, &mut out).await;
+                barrier_done = false;
                 if inbuf.len() + decoder.bulk_wanted().unwrap_or(0) > qbuf_limit {
                     tracing::warn!(client = handle.id, "closing client that reached max query buffer length");
                     break;
@@ -174,9 +261,97 @@ async fn wait_block(
         }
     };
     tokio::select! {
-        r = &mut wait.rx => Some(r.unwrap_or(Reply::NilArray)),
+        r = &mut wait.rx => Some(r.ok().flatten().unwrap_or(Reply::NilArray)),
         _ = sleep => Some(dispatch::cancel_block(server, wait)),
         _ = client.handle.kill_notify.notified() => { dispatch::cancel_block(server, wait); None }
         _ = shutdown.changed() => { dispatch::cancel_block(server, wait); None }
+    }
+}
+
+/// Encodes the answers of in-flight writes, in order.
+async fn drain(inflight: &mut VecDeque<(PendingWrite, bool)>, proto: Protocol, out: &mut BytesMut) {
+    while let Some((p, silent)) = inflight.pop_front() {
+        let r = first_reply(p.wait().await);
+        if !silent {
+            encode(&r, proto, out);
+        }
+    }
+}
+
+/// A single command's answer from a replicated write.
+fn first_reply(r: Result<Vec<Reply>, ReplicaError>) -> Reply {
+    match r {
+        Ok(mut replies) => replies.pop().unwrap_or(Reply::NilArray),
+        Err(e) => e.reply(),
+    }
+}
+
+/// The leader makes room before a write that may grow memory: proposes eviction
+/// victims until used memory is under maxmemory (bounded rounds; what is left is the
+/// cron's).
+async fn evict(server: &Server, replica: &Replica) {
+    for _ in 0..64 {
+        let victims = server.shard.lock().choose_victims(32);
+        if victims.is_empty() {
+            return;
+        }
+        if replica.write(Op::EvictKeys(victims)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A blocking pop in cluster mode: register interest in the keys first (so no change
+/// is missed), try the pop through the log, and while it finds nothing wait for a
+/// change to the keys, the deadline, or the end of the connection (`None`).
+async fn blocking_write(
+    server: &Server,
+    replica: &Replica,
+    client: &ClientState,
+    argv: Vec<Bytes>,
+    keys: Vec<Bytes>,
+    deadline: Option<Instant>,
+) -> Option<Reply> {
+    let mut shutdown = server.shutdown_signal();
+    let unblock = |ticket| {
+        let mut st = server.shard.lock();
+        server.waiters.lock().unwrap().unblock(&mut st.ks, ticket);
+    };
+    loop {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let ticket = {
+            let mut st = server.shard.lock();
+            server.waiters.lock().unwrap().block(
+                &mut st.ks,
+                Blocked {
+                    argv: argv.clone(),
+                    keys: keys.clone(),
+                    reply: tx,
+                },
+            )
+        };
+        let r = first_reply(replica.write(Op::Exec(vec![argv.clone()])).await);
+        if !dispatch::is_empty_pop(&r) {
+            unblock(ticket);
+            return Some(r);
+        }
+        client.handle.info.lock().unwrap().blocked = true;
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let woke = tokio::select! {
+            _ = &mut rx => true,
+            _ = sleep => false,
+            _ = client.handle.kill_notify.notified() => { unblock(ticket); client.handle.info.lock().unwrap().blocked = false; return None }
+            _ = shutdown.changed() => { unblock(ticket); client.handle.info.lock().unwrap().blocked = false; return None }
+        };
+        client.handle.info.lock().unwrap().blocked = false;
+        if !woke {
+            unblock(ticket);
+            return Some(Reply::NilArray);
+        }
     }
 }

@@ -9,7 +9,9 @@ use super::waiters::Blocked;
 use super::Server;
 use crate::cmd::{self, flags, CommandSpec, Handler, ReadCtx};
 use crate::resp::Reply;
+use crate::shard::replica::ReplicaError;
 use crate::shard::OOM;
+use proto::Op;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,11 +26,37 @@ pub enum Flow {
     Replies(Vec<Reply>),
     /// A blocking pop found nothing: wait for a key change or the timeout.
     Block(BlockWait),
+    /// Cluster mode: a write to put through the shard's log; the connection proposes
+    /// (or forwards) it and turns apply's replies into the answer.
+    Replicate(Replicate),
 }
+
+pub struct Replicate {
+    pub op: Op,
+    pub finish: Finish,
+}
+
+/// How a replicated write's replies become the client's answer.
+pub enum Finish {
+    /// One command: its reply.
+    One,
+    /// A blocking pop: while it finds nothing, wait for a change to `keys` (or the
+    /// deadline) and try again.
+    Blocking {
+        argv: Vec<Bytes>,
+        keys: Vec<Bytes>,
+        deadline: Option<Instant>,
+    },
+    /// EXEC: the block's reply, with queued server commands run in place.
+    Exec(ExecFinish),
+}
+
+pub type ExecFinish =
+    Box<dyn FnOnce(&Arc<Server>, &mut ClientState, Result<Vec<Reply>, ReplicaError>) -> Reply + Send>;
 
 pub struct BlockWait {
     pub ticket: u64,
-    pub rx: oneshot::Receiver<Reply>,
+    pub rx: oneshot::Receiver<Option<Reply>>,
     pub deadline: Option<Instant>,
 }
 
@@ -109,7 +137,7 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
     let error = match &flow {
         Flow::Reply(r) => r.is_error().then_some(r),
         Flow::Replies(rs) => rs.iter().find(|r| r.is_error()),
-        Flow::Block(_) => None,
+        Flow::Block(_) | Flow::Replicate(_) => None,
     };
     c.stats.record(spec.name, usec, error.is_some());
     if let Some(e) = error {
@@ -152,6 +180,14 @@ fn reject(server: &Server, c: &mut ClientState, spec: &CommandSpec) -> Option<Re
     }
     if spec.has(flags::DENYOOM) && server.hot.maxmemory.load(Ordering::Relaxed) > 0 {
         let mut st = server.shard.lock();
+        if server.replica().is_some() {
+            // Replicated: the leader evicts by proposing victims before the command
+            // runs (connection and cron); what is left over the limit is refused only
+            // under noeviction.
+            let noeviction =
+                st.settings().policy == crate::keyspace::evict::EvictionPolicy::NoEviction;
+            return (noeviction && st.over_maxmemory()).then(|| Reply::error(OOM));
+        }
         let ok = st.make_room();
         server.after_write(&mut st);
         if !ok {
@@ -175,6 +211,20 @@ fn run(
             ctx.no_touch = c.no_touch;
             let reply = cmd::execute_read(&st.ks, &mut ctx, spec, &args);
             (Flow::Reply(reply), args)
+        }
+        Handler::Write(_) if server.replica().is_some() => {
+            let mut finish = Finish::One;
+            if spec.has(flags::BLOCKING) && c.multi.is_none() {
+                if let Some(timeout) = block_timeout(spec, &args) {
+                    finish = Finish::Blocking {
+                        argv: args.clone(),
+                        keys: blocking_keys(spec, &args),
+                        deadline: timeout.map(|t| Instant::now() + t),
+                    };
+                }
+            }
+            let op = Op::Exec(vec![args.clone()]);
+            (Flow::Replicate(Replicate { op, finish }), args)
         }
         Handler::Write(_) => {
             let mut st = server.shard.lock();
@@ -245,7 +295,7 @@ pub fn cancel_block(server: &Server, mut wait: BlockWait) -> Reply {
     drop(st);
     match removed {
         Some(_) => Reply::NilArray,
-        None => wait.rx.try_recv().unwrap_or(Reply::NilArray),
+        None => wait.rx.try_recv().ok().flatten().unwrap_or(Reply::NilArray),
     }
 }
 

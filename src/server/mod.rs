@@ -14,11 +14,12 @@ pub mod slowlog;
 pub mod stats;
 pub mod waiters;
 
+use crate::shard::replica::Replica;
 use crate::shard::{Clock, Shard, ShardSettings, ShardState};
 use client::Clients;
 use config::Config;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -36,7 +37,9 @@ pub struct Server {
     pub clock: Clock,
     pub config: RwLock<Config>,
     pub hot: HotSettings,
-    pub shard: Shard,
+    pub shard: Arc<Shard>,
+    /// Set in cluster mode: the shard is replicated and writes go through Raft.
+    replica: OnceLock<Arc<Replica>>,
     pub waiters: Mutex<Waiters>,
     pub clients: Clients,
     pub pubsub: pubsub::PubSub,
@@ -54,7 +57,10 @@ impl Server {
         let clock = Clock::cached();
         let (shutdown_tx, _) = watch::channel(false);
         let server = Arc::new(Server {
-            shard: Shard::with(clock.clone(), |_| crate::keyspace::memory::used_memory()),
+            shard: Arc::new(Shard::with(clock.clone(), |_| {
+                crate::keyspace::memory::used_memory()
+            })),
+            replica: OnceLock::new(),
             clock,
             waiters: Mutex::new(Waiters::default()),
             clients: Clients::default(),
@@ -71,6 +77,15 @@ impl Server {
         });
         server.apply_config();
         server
+    }
+
+    /// The shard's replica in cluster mode; None on a single in-memory node.
+    pub fn replica(&self) -> Option<&Arc<Replica>> {
+        self.replica.get()
+    }
+
+    pub fn set_replica(&self, r: Arc<Replica>) {
+        let _ = self.replica.set(r);
     }
 
     pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
@@ -112,7 +127,18 @@ impl Server {
                     continue;
                 }
                 seen.push(key);
-                for ticket in w.changed(key) {
+                let tickets = w.changed(key);
+                if self.replica().is_some() {
+                    // Replicated: a wake-up is a retry. The woken client proposes its pop
+                    // through the log like any write (never applied here on the side).
+                    for ticket in tickets {
+                        if let Some(b) = w.unblock(&mut st.ks, ticket) {
+                            let _ = b.reply.send(None);
+                        }
+                    }
+                    continue;
+                }
+                for ticket in tickets {
                     let Some(argv) = w.argv_of(ticket) else {
                         continue;
                     };
@@ -132,7 +158,7 @@ impl Server {
                         continue;
                     }
                     if let Some(b) = w.unblock(&mut st.ks, ticket) {
-                        let _ = b.reply.send(reply);
+                        let _ = b.reply.send(Some(reply));
                     }
                 }
             }
@@ -199,6 +225,12 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<TcpListener>) -> std::io:
         _ = shutdown.wait_for(|&s| s) => {}
         _ = signal() => {
             tracing::info!("signal received, shutting down");
+            if let Some(replica) = server.replica() {
+                // Hand leadership over first, so writes resume elsewhere at once
+                // instead of after an election timeout.
+                let moved = replica.transfer_leadership(Duration::from_secs(2)).await;
+                tracing::info!(moved, "leadership handed over before exit");
+            }
             server.shutdown();
         }
     }
@@ -255,14 +287,30 @@ async fn cron(server: Arc<Server>) {
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::time::sleep(period).await;
         server.clock.refresh();
-        let s = server.clone();
-        // Active expiry: at most 25% of the cycle's time, as Redis.
-        let deleted = tokio::task::spawn_blocking(move || s.shard.active_expire_cycle(period / 4))
-            .await
-            .unwrap_or(0);
-        if deleted > 0 {
-            let mut st = server.shard.lock();
-            server.after_write(&mut st);
+        if let Some(replica) = server.replica().cloned() {
+            // Replicated: only the leader expires and evicts, by proposing the keys.
+            if replica.is_leader() {
+                replicated_expiry(&server, &replica, period / 4).await;
+                for _ in 0..16 {
+                    let victims = server.shard.lock().choose_victims(64);
+                    if victims.is_empty()
+                        || replica.write(proto::Op::EvictKeys(victims)).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        } else {
+            let s = server.clone();
+            // Active expiry: at most 25% of the cycle's time, as Redis.
+            let deleted =
+                tokio::task::spawn_blocking(move || s.shard.active_expire_cycle(period / 4))
+                    .await
+                    .unwrap_or(0);
+            if deleted > 0 {
+                let mut st = server.shard.lock();
+                server.after_write(&mut st);
+            }
         }
         let timeout = server.config().timeout;
         if timeout > 0 {
@@ -282,6 +330,22 @@ async fn cron(server: Arc<Server>) {
                     c.kill();
                 }
             }
+        }
+    }
+}
+
+/// The leader's active-expire cycle: the same sampling as a single node, each round's
+/// expired keys proposed as one entry.
+async fn replicated_expiry(server: &Server, replica: &Replica, budget: Duration) {
+    let start = Instant::now();
+    loop {
+        let (expired, sample) = server.shard.lock().expired_sample();
+        let n = expired.len();
+        if n > 0 && replica.write(proto::Op::ExpireKeys(expired)).await.is_err() {
+            return;
+        }
+        if sample == 0 || n * 100 / sample <= 10 || start.elapsed() >= budget {
+            return;
         }
     }
 }

@@ -17,7 +17,9 @@ pub struct Blocked {
     /// The command to retry when a key changes (its apply never blocks).
     pub argv: Vec<Bytes>,
     pub keys: Vec<Bytes>,
-    pub reply: oneshot::Sender<Reply>,
+    /// Some(reply): served by a write (single node). None: a key changed, retry the
+    /// pop through the log (replicated shard).
+    pub reply: oneshot::Sender<Option<Reply>>,
 }
 
 #[derive(Default)]

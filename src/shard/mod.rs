@@ -9,7 +9,9 @@
 //! Callers hold the shard's lock for a whole command (or MULTI block), so a write,
 //! the checks before it (WATCH) and the notifications after it are atomic.
 
+pub mod net;
 pub mod raft;
+pub mod replica;
 
 use crate::cmd::{self, ApplyLimits};
 use crate::keyspace::access::AccessConfig;
@@ -159,34 +161,18 @@ impl Shard {
     /// more than 10% of a sample was expired and the time budget lasts. The lock is
     /// taken per round, so clients are served between rounds.
     pub fn active_expire_cycle(&self, budget: Duration) -> usize {
-        const KEYS_PER_LOOP: usize = 20;
         let start = Instant::now();
         let mut deleted = 0;
         loop {
             let mut st = self.lock();
-            let now = st.now();
-            let sample = KEYS_PER_LOOP.min(st.ks.volatile_len());
-            if sample == 0 {
-                break;
-            }
-            let mut expired: Vec<Bytes> = Vec::new();
-            let mut rng = Rng::new(st.seeds.next_u64());
-            for _ in 0..sample {
-                if let Some((k, e)) = st.ks.random_volatile(|| rng.next_u64()) {
-                    if e.expire_at().is_some_and(|at| at < now)
-                        && !expired.iter().any(|x| x[..] == k[..])
-                    {
-                        expired.push(Bytes::copy_from_slice(k));
-                    }
-                }
-            }
+            let (expired, sample) = st.expired_sample();
             let n = expired.len();
             if n > 0 {
                 st.propose(Op::ExpireKeys(expired));
                 deleted += n;
             }
             drop(st);
-            if n * 100 / sample <= 10 || start.elapsed() >= budget {
+            if sample == 0 || n * 100 / sample <= 10 || start.elapsed() >= budget {
                 break;
             }
         }
@@ -195,6 +181,52 @@ impl Shard {
 }
 
 impl ShardState {
+    /// One round of active expiry's sampling: up to 20 random keys with a TTL, and
+    /// which of them are expired now. Returns (expired keys, sample size).
+    pub fn expired_sample(&mut self) -> (Vec<Bytes>, usize) {
+        const KEYS_PER_LOOP: usize = 20;
+        let now = self.now();
+        let sample = KEYS_PER_LOOP.min(self.ks.volatile_len());
+        let mut expired: Vec<Bytes> = Vec::new();
+        let mut rng = Rng::new(self.seeds.next_u64());
+        for _ in 0..sample {
+            if let Some((k, e)) = self.ks.random_volatile(|| rng.next_u64()) {
+                if e.expire_at().is_some_and(|at| at < now)
+                    && !expired.iter().any(|x| x[..] == k[..])
+                {
+                    expired.push(Bytes::copy_from_slice(k));
+                }
+            }
+        }
+        (expired, sample)
+    }
+
+    /// Eviction victims to bring used memory under maxmemory, chosen as Redis's
+    /// performEvictions would, without deleting them (a replicated shard proposes
+    /// them). Stops at `max` victims.
+    pub fn choose_victims(&mut self, max: usize) -> Vec<Bytes> {
+        let s = self.settings;
+        let used = (self.memory)(&self.ks) as u64;
+        if s.maxmemory == 0 || used <= s.maxmemory || s.policy == EvictionPolicy::NoEviction {
+            return Vec::new();
+        }
+        let mut rng = Rng::new(self.seeds.next_u64());
+        let now = self.now();
+        let mut out: Vec<Bytes> = Vec::new();
+        while out.len() < max {
+            match choose_victim(&self.ks, &mut self.pool, s.policy, s.samples, &s.access, now, &mut rng) {
+                Some(k) if !out.iter().any(|x| x[..] == k[..]) => out.push(Bytes::copy_from_slice(&k)),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Whether used memory is over maxmemory (0 = no limit).
+    pub fn over_maxmemory(&self) -> bool {
+        self.settings.maxmemory > 0 && (self.memory)(&self.ks) as u64 > self.settings.maxmemory
+    }
+
     pub fn settings(&self) -> ShardSettings {
         self.settings
     }

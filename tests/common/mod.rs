@@ -518,6 +518,13 @@ impl RawConn {
         self.read()
     }
 
+    /// Sends one command and reads its reply; None if the connection fails (the
+    /// server died or closed it).
+    pub fn try_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Option<Frame> {
+        self.writer.write_all(&encode_cmd(args)).ok()?;
+        self.try_read().ok()
+    }
+
     /// True once the server has closed the connection (EOF within the deadline).
     pub fn closed_within(&mut self, deadline: Duration) -> bool {
         self.writer.set_read_timeout(Some(deadline)).unwrap();

@@ -22,6 +22,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("commandstats", false),
     ("errorstats", true),
     ("cluster", true),
+    ("raft", true),
     ("keyspace", true),
 ];
 
@@ -44,10 +45,7 @@ pub fn selected(args: &[Bytes]) -> Vec<&'static str> {
 /// INFO's text for the given arguments (after the command name).
 pub fn info(server: &Server, args: &[Bytes]) -> String {
     let mut out = String::new();
-    for (i, section) in selected(args).into_iter().enumerate() {
-        if i > 0 {
-            out.push_str("\r\n");
-        }
+    for section in selected(args) {
         let (title, body) = match section {
             "server" => ("Server", server_section(server)),
             "clients" => ("Clients", clients_section(server)),
@@ -60,8 +58,15 @@ pub fn info(server: &Server, args: &[Bytes]) -> String {
             "commandstats" => ("Commandstats", commandstats_section(server)),
             "errorstats" => ("Errorstats", errorstats_section(server)),
             "cluster" => ("Cluster", vec![("cluster_enabled".into(), "0".into())]),
+            "raft" => match server.replica() {
+                Some(r) => ("Raft", r.status()),
+                None => continue,
+            },
             _ => ("Keyspace", keyspace_section(server)),
         };
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
         let _ = write!(out, "# {title}\r\n");
         for (k, v) in body {
             let _ = write!(out, "{k}:{v}\r\n");
@@ -335,6 +340,39 @@ fn stats_section(server: &Server) -> Fields {
 }
 
 fn replication_section(server: &Server) -> Fields {
+    if let Some(r) = server.replica() {
+        // A replicated shard: Redis's role names for the Raft roles, and where the
+        // leader is.
+        let status = r.status();
+        let get = |k: &str| {
+            status
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let leader = r.is_leader();
+        let addr = get("raft_leader_addr");
+        let (host, port) = addr.rsplit_once(':').unwrap_or(("", ""));
+        let mut f = fields([
+            ("role", if leader { "master" } else { "slave" }.into()),
+            ("raft_role", get("raft_role")),
+            ("leader_id", get("raft_leader_id")),
+            ("leader_addr", addr.clone()),
+            ("raft_term", get("raft_term")),
+            ("commit_index", get("raft_commit_index")),
+            ("applied_index", get("raft_applied_index")),
+        ]);
+        if !leader {
+            f.push(("master_host".into(), host.to_string()));
+            f.push(("master_port".into(), port.to_string()));
+            f.push((
+                "master_link_status".into(),
+                if addr.is_empty() { "down" } else { "up" }.into(),
+            ));
+        }
+        return f;
+    }
     fields([
         ("role", "master".into()),
         ("connected_slaves", "0".into()),

@@ -45,8 +45,19 @@ pub fn run(
         "hello" => connection::hello(server, c, &args),
         "auth" => connection::auth(server, c, &args),
         "reset" => connection::reset(server, c),
+        "readonly" | "readwrite" if server.replica().is_none() => {
+            Reply::error("ERR This instance has cluster support disabled")
+        }
+        "readonly" => {
+            c.readonly = true;
+            Reply::ok()
+        }
+        "readwrite" => {
+            c.readonly = false;
+            Reply::ok()
+        }
         "multi" => transaction::multi(c),
-        "exec" => transaction::exec(server, c),
+        "exec" => return transaction::exec(server, c),
         "discard" => transaction::discard(server, c),
         "watch" => transaction::watch(server, c, &args),
         "unwatch" => {
@@ -108,7 +119,7 @@ mod tests {
         match dispatch::command(server, c, args) {
             Flow::Reply(r) => vec![r],
             Flow::Replies(rs) => rs,
-            Flow::Block(_) => panic!("blocked"),
+            Flow::Block(_) | Flow::Replicate(_) => panic!("blocked"),
         }
     }
 

@@ -10,6 +10,8 @@ use super::super::Server;
 use crate::cmd::{self, Handler};
 use crate::resp::Reply;
 use bytes::Bytes;
+use super::super::dispatch::{ExecFinish, Finish, Flow, Replicate};
+use proto::Op;
 use std::sync::atomic::Ordering;
 
 pub fn multi(c: &mut ClientState) -> Reply {
@@ -63,14 +65,16 @@ pub fn unwatch_all(server: &Server, c: &mut ClientState) {
     c.handle.info.lock().unwrap().watch = 0;
 }
 
-pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Reply {
+pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
     let Some(queued) = c.multi.take() else {
-        return Reply::error("ERR EXEC without MULTI");
+        return Flow::Reply(Reply::error("ERR EXEC without MULTI"));
     };
     c.handle.info.lock().unwrap().multi = -1;
     if std::mem::take(&mut c.multi_failed) {
         unwatch_all(server, c);
-        return Reply::error("EXECABORT Transaction discarded because of previous errors.");
+        return Flow::Reply(Reply::error(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
     }
     let mut st = server.shard.lock();
     let now = st.now();
@@ -82,20 +86,48 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Reply {
     if broken {
         drop(st);
         unwatch_all(server, c);
-        return Reply::NilArray;
+        return Flow::Reply(Reply::NilArray);
     }
-    let is_data = |args: &Vec<Bytes>| {
-        cmd::lookup(&args[0]).is_some_and(|s| !matches!(s.handler, Handler::Server))
-    };
     let data: Vec<Vec<Bytes>> = queued.iter().filter(|a| is_data(a)).cloned().collect();
-    let mut data_replies = if data.is_empty() {
-        Vec::new()
-    } else {
-        st.write(data)
+    if data.is_empty() {
+        drop(st);
+        return Flow::Reply(assemble(server, c, queued, Vec::new()));
     }
-    .into_iter();
+    if server.replica().is_some() {
+        // Replicated: the data commands are one log entry, applied atomically on every
+        // replica; the answer is assembled once apply has returned.
+        drop(st);
+        let finish: ExecFinish = Box::new(move |server, c, result| match result {
+            Ok(replies) => assemble(server, c, queued, replies),
+            Err(e) => {
+                unwatch_all(server, c);
+                e.reply()
+            }
+        });
+        return Flow::Replicate(Replicate {
+            op: Op::Exec(data),
+            finish: Finish::Exec(finish),
+        });
+    }
+    let data_replies = st.write(data);
     server.after_write(&mut st);
     drop(st);
+    Flow::Reply(assemble(server, c, queued, data_replies))
+}
+
+fn is_data(args: &[Bytes]) -> bool {
+    cmd::lookup(&args[0]).is_some_and(|s| !matches!(s.handler, Handler::Server))
+}
+
+/// EXEC's reply: the data commands' replies in their places, queued server commands
+/// (PING, TIME, ...) run in place.
+fn assemble(
+    server: &std::sync::Arc<Server>,
+    c: &mut ClientState,
+    queued: Vec<Vec<Bytes>>,
+    data_replies: Vec<Reply>,
+) -> Reply {
+    let mut data_replies = data_replies.into_iter();
     let mut replies = Vec::with_capacity(queued.len());
     for args in queued {
         if is_data(&args) {
@@ -103,11 +135,11 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Reply {
         } else {
             let spec = cmd::lookup(&args[0]).expect("checked when queued");
             match super::run(server, c, spec, args) {
-                super::Flow::Reply(r) => replies.push(r),
+                Flow::Reply(r) => replies.push(r),
                 // SUBSCRIBE in a transaction: its confirmations go in the block's
                 // reply, as Redis writes them there.
-                super::Flow::Replies(rs) => replies.extend(rs),
-                super::Flow::Block(_) => replies.push(Reply::NilArray),
+                Flow::Replies(rs) => replies.extend(rs),
+                Flow::Block(_) | Flow::Replicate(_) => replies.push(Reply::NilArray),
             }
         }
     }

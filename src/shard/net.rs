@@ -1,0 +1,219 @@
+//! openraft's network (v2) over the peer transport: one [`PeerNet`] per (group,
+//! target), all of them sharing the node's one connection per peer. Snapshots go as a
+//! stream of bounded chunks read from the snapshot file.
+
+use super::raft::{SnapFile, Snapshot, TypeConfig, Vote};
+use crate::transport::{CallError, Transport};
+use bytes::Bytes;
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::network::v2::RaftNetworkV2;
+use openraft::OptionalSend;
+use proto::raft_msg::{self, kind, SnapshotChunk};
+use std::future::Future;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes per snapshot chunk: bounded memory on both ends, whatever the snapshot size.
+pub const SNAPSHOT_CHUNK: usize = 1024 * 1024;
+
+#[derive(Debug)]
+struct Msg(String);
+impl std::fmt::Display for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Msg {}
+
+pub struct NetFactory {
+    pub transport: Arc<Transport>,
+    pub group: u64,
+    pub node_id: u64,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetFactory {
+    type Network = PeerNet;
+
+    async fn new_client(&mut self, target: u64, node: &proto::NodeAddr) -> PeerNet {
+        self.transport.set_peer(target, node.peer.clone());
+        PeerNet {
+            transport: self.transport.clone(),
+            target,
+            group: self.group,
+            node_id: self.node_id,
+        }
+    }
+}
+
+pub struct PeerNet {
+    transport: Arc<Transport>,
+    target: u64,
+    group: u64,
+    node_id: u64,
+}
+
+static TRANSFERS: AtomicU64 = AtomicU64::new(1);
+
+impl PeerNet {
+    async fn call<Req, Resp>(
+        &self,
+        kind: u16,
+        action: RPCTypes,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+    {
+        let body = raft_msg::encode(req);
+        let out = self
+            .transport
+            .call(self.target, self.group, kind, body, timeout)
+            .await
+            .map_err(|e| self.rpc_error(e, action, timeout))?;
+        raft_msg::decode::<Result<Resp, String>>(&out)
+            .and_then(|r| r)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))
+    }
+
+    fn rpc_error(&self, e: CallError, action: RPCTypes, timeout: Duration) -> RPCError<TypeConfig> {
+        match e {
+            CallError::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.node_id,
+                target: self.target,
+                timeout,
+            }),
+            CallError::Unreachable(m) | CallError::Refused(m) => {
+                RPCError::Unreachable(Unreachable::new(&Msg(m)))
+            }
+            CallError::Closed => RPCError::Unreachable(Unreachable::new(&Msg("connection closed".into()))),
+            CallError::Remote(m) => RPCError::Network(NetworkError::new(&Msg(m))),
+        }
+    }
+}
+
+fn streaming(e: RPCError<TypeConfig>) -> StreamingError<TypeConfig> {
+    match e {
+        RPCError::Timeout(t) => StreamingError::Timeout(t),
+        RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+        RPCError::Network(n) => StreamingError::Network(n),
+        RPCError::RemoteError(r) => StreamingError::Network(NetworkError::new(&Msg(r.to_string()))),
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerNet {
+    type SnapshotData = SnapFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(kind::APPEND, RPCTypes::AppendEntries, &rpc, option.hard_ttl())
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(kind::VOTE, RPCTypes::Vote, &rpc, option.hard_ttl()).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(kind::PRE_VOTE, RPCTypes::Vote, &rpc, option.hard_ttl())
+            .await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(
+            kind::TRANSFER_LEADER,
+            RPCTypes::TransferLeader,
+            &req,
+            option.hard_ttl(),
+        )
+        .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let transfer = (self.node_id << 40) ^ TRANSFERS.fetch_add(1, Ordering::Relaxed);
+        let chunk_timeout = option.hard_ttl().max(Duration::from_secs(5));
+        let send = async {
+            let mut file = snapshot.snapshot.file;
+            let mut offset = 0u64;
+            let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+            loop {
+                let n = read_full(&mut file, &mut buf).map_err(|e| {
+                    StreamingError::Network(NetworkError::new(&Msg(format!("reading snapshot: {e}"))))
+                })?;
+                let last = n < buf.len();
+                let chunk = SnapshotChunk {
+                    transfer,
+                    offset,
+                    data: Bytes::copy_from_slice(&buf[..n]),
+                    last: last.then(|| raft_msg::encode(&(vote.clone(), snapshot.meta.clone()))),
+                };
+                offset += n as u64;
+                if last {
+                    return self
+                        .call::<_, SnapshotResponse<TypeConfig>>(
+                            kind::SNAPSHOT_CHUNK,
+                            RPCTypes::InstallSnapshot,
+                            &chunk,
+                            chunk_timeout * 4,
+                        )
+                        .await
+                        .map_err(streaming);
+                }
+                self.call::<_, ()>(
+                    kind::SNAPSHOT_CHUNK,
+                    RPCTypes::InstallSnapshot,
+                    &chunk,
+                    chunk_timeout,
+                )
+                .await
+                .map_err(streaming)?;
+            }
+        };
+        tokio::select! {
+            r = send => r,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+}
+
+/// Fills `buf` unless the file ends first; returns the bytes read.
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}

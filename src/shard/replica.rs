@@ -1,0 +1,544 @@
+//! One replica of a replicated shard: how a node writes (propose on the leader, forward
+//! from a follower, or redirect the client), how it reads linearizably (ReadIndex or
+//! lease on the leader, a read index fetched from the leader on a follower), and how it
+//! answers its peers (Raft RPCs, forwarded writes, read indexes, joins, snapshot
+//! chunks).
+
+use super::raft::{Applied, Logged, Raft, ShardSm, Snapshot, SnapFile, TypeConfig, Vote};
+use super::Shard;
+use crate::resp::Reply;
+use crate::storage::LogStatsHandle;
+use crate::transport::{CallError, Handler, Responder, Transport};
+use bytes::Bytes;
+use openraft::error::ClientWriteError;
+use openraft::raft::{ClientWriteResponse, ReadPolicy};
+use openraft::async_runtime::WatchReceiver;
+use openraft::ChangeMembers;
+use proto::raft_msg::{
+    self, kind, ForwardOutcome, ForwardWrite, JoinOutcome, JoinRequest, ReadIndexOutcome,
+    SnapshotChunk,
+};
+use proto::{NodeAddr, Op};
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// How reads are made linearizable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// A heartbeat round to a quorum per read batch (Raft's ReadIndex). No clock
+    /// assumption.
+    ReadIndex,
+    /// The leader serves reads while its lease (renewed by acknowledged heartbeats) lasts;
+    /// assumes clocks on the nodes run at about the same rate (bounded drift within the
+    /// election timeout).
+    Lease,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub node_id: u64,
+    pub group: u64,
+    pub read_mode: ReadMode,
+    /// Answer clients of a follower with `-MOVED 0 leader` instead of forwarding.
+    pub redirect: bool,
+    /// How long a write may wait for its commit before its outcome is reported unknown.
+    pub write_timeout: Duration,
+    /// How long a request waits for a leader to be elected before `-CLUSTERDOWN`.
+    pub leader_wait: Duration,
+}
+
+/// Why a write or read did not complete.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplicaError {
+    /// Redirect mode: the leader's client address.
+    Moved(String),
+    /// No leader (an election is running, or no quorum): retryable, nothing applied.
+    NoLeader,
+    /// The write was proposed but leadership was lost (or time ran out) before its
+    /// outcome was known: it may or may not have been applied.
+    Unknown(String),
+}
+
+pub const UNKNOWN_PREFIX: &str = "UNKNOWN";
+
+impl ReplicaError {
+    pub fn reply(&self) -> Reply {
+        match self {
+            ReplicaError::Moved(addr) => Reply::Error(format!("MOVED 0 {addr}").into()),
+            ReplicaError::NoLeader => {
+                Reply::error("CLUSTERDOWN The cluster is down: no leader for this shard, retry later")
+            }
+            ReplicaError::Unknown(why) => Reply::Error(
+                format!("{UNKNOWN_PREFIX} outcome unknown, the write may or may not have been applied: {why}")
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// A proposed write waiting for its result.
+pub struct PendingWrite {
+    rx: oneshot::Receiver<Result<Vec<Reply>, ReplicaError>>,
+}
+
+impl PendingWrite {
+    pub async fn wait(self) -> Result<Vec<Reply>, ReplicaError> {
+        self.rx
+            .await
+            .unwrap_or_else(|_| Err(ReplicaError::Unknown("the shard stopped".into())))
+    }
+}
+
+pub struct Replica {
+    pub raft: Raft,
+    pub sm: ShardSm,
+    pub shard: Arc<Shard>,
+    pub transport: Arc<Transport>,
+    pub cfg: ReplicaConfig,
+    log_stats: LogStatsHandle,
+    forward_ids: AtomicU64,
+}
+
+type WriteResult = Result<ClientWriteResponse<TypeConfig>, ClientWriteError<TypeConfig>>;
+
+impl Replica {
+    pub fn new(
+        raft: Raft,
+        sm: ShardSm,
+        transport: Arc<Transport>,
+        cfg: ReplicaConfig,
+        log_stats: LogStatsHandle,
+    ) -> Arc<Replica> {
+        Arc::new(Replica {
+            log_stats,
+            shard: sm.shard().clone(),
+            raft,
+            sm,
+            transport,
+            cfg,
+            forward_ids: AtomicU64::new(1),
+        })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// The leader as last seen: id and addresses.
+    pub fn leader(&self) -> Option<(u64, NodeAddr)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// `INFO raft` fields: role, leader, term, log and apply positions, snapshot,
+    /// fsync figures.
+    pub fn status(&self) -> Vec<(String, String)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let log = self.log_stats.get();
+        let leader = self.leader();
+        let opt = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+        let role = match m.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            _ => "follower",
+        };
+        let members: Vec<String> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|v| v.to_string())
+            .collect();
+        vec![
+            ("raft_node_id".into(), self.cfg.node_id.to_string()),
+            ("raft_role".into(), role.into()),
+            ("raft_leader_id".into(), opt(leader.as_ref().map(|l| l.0))),
+            (
+                "raft_leader_addr".into(),
+                leader.map(|l| l.1.client).unwrap_or_default(),
+            ),
+            ("raft_term".into(), m.current_term.to_string()),
+            ("raft_voters".into(), members.join(",")),
+            ("raft_commit_index".into(), opt(m.local_committed.as_ref().map(|l| l.index))),
+            ("raft_applied_index".into(), opt(m.last_applied.as_ref().map(|l| l.index))),
+            ("raft_last_log_index".into(), opt(m.last_log_index)),
+            ("raft_first_log_index".into(), opt(log.first_index)),
+            ("raft_log_bytes".into(), log.bytes_on_disk.to_string()),
+            ("raft_last_snapshot_index".into(), opt(m.snapshot.as_ref().map(|l| l.index))),
+            ("raft_purged_index".into(), opt(m.purged.as_ref().map(|l| l.index))),
+            ("raft_fsync_count".into(), log.fsync_count.to_string()),
+            ("raft_fsync_p50_us".into(), log.fsync_p50_us.to_string()),
+            ("raft_fsync_p99_us".into(), log.fsync_p99_us.to_string()),
+            ("raft_fsync_p999_us".into(), log.fsync_p999_us.to_string()),
+            ("raft_read_mode".into(), format!("{:?}", self.cfg.read_mode).to_ascii_lowercase()),
+            (
+                "raft_follower_mode".into(),
+                if self.cfg.redirect { "redirect" } else { "forward" }.into(),
+            ),
+        ]
+    }
+
+    /// Waits (up to `leader_wait`) until some node is leader.
+    async fn wait_leader(&self) -> Option<(u64, NodeAddr)> {
+        let deadline = Instant::now() + self.cfg.leader_wait;
+        loop {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Proposes an operation on this node, which must be the leader: stamps it with
+    /// the leader's time and a seed and hands it to Raft. The returned wait yields
+    /// apply's replies. Writes submitted one after another are applied in that order.
+    pub async fn submit(&self, op: Op) -> Result<PendingWrite, ReplicaError> {
+        let entry = self.shard.lock().stamp(op);
+        let (responder, rx) = openraft::impls::ProgressResponder::<TypeConfig, WriteResult>::complete_only();
+        if self.raft.write(Logged(entry)).responder(responder).await.is_err() {
+            return Err(ReplicaError::NoLeader);
+        }
+        let (tx, out) = oneshot::channel();
+        let timeout = self.cfg.write_timeout;
+        tokio::spawn(async move {
+            let r = match tokio::time::timeout(timeout, rx).await {
+                Err(_) => Err(ReplicaError::Unknown("timed out waiting for the commit".into())),
+                Ok(Err(_)) => Err(ReplicaError::Unknown("the leader stopped before the commit".into())),
+                Ok(Ok(Ok(resp))) => Ok(resp.data.0),
+                // Refused before it was appended: nothing happened.
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(_)))) => Err(ReplicaError::NoLeader),
+                Ok(Ok(Err(e))) => Err(ReplicaError::Unknown(format!("leadership changed ({e})"))),
+            };
+            let _ = tx.send(r);
+        });
+        Ok(PendingWrite { rx: out })
+    }
+
+    /// Writes an operation wherever this node stands: proposes it as the leader,
+    /// forwards it to the leader, or (redirect mode) names the leader.
+    pub async fn write(&self, op: Op) -> Result<Vec<Reply>, ReplicaError> {
+        if self.is_leader() {
+            return self.submit(op).await?.wait().await;
+        }
+        let Some((leader, node)) = self.wait_leader().await else {
+            return Err(ReplicaError::NoLeader);
+        };
+        if leader == self.cfg.node_id {
+            return self.submit(op).await?.wait().await;
+        }
+        if self.cfg.redirect {
+            return Err(ReplicaError::Moved(node.client));
+        }
+        self.forward(leader, op).await
+    }
+
+    async fn forward(&self, leader: u64, op: Op) -> Result<Vec<Reply>, ReplicaError> {
+        let req = ForwardWrite {
+            request_id: (self.cfg.node_id << 40) ^ self.forward_ids.fetch_add(1, Ordering::Relaxed),
+            op,
+        };
+        let body = raft_msg::encode(&req);
+        // Never resent once it may have arrived: a forwarded write applies at most once.
+        let out = self
+            .transport
+            .call(leader, self.cfg.group, kind::FORWARD_WRITE, body, self.cfg.write_timeout)
+            .await;
+        let out = match out {
+            Ok(b) => b,
+            Err(CallError::Unreachable(_)) | Err(CallError::Refused(_)) => {
+                return Err(ReplicaError::NoLeader)
+            }
+            Err(e) => {
+                return Err(ReplicaError::Unknown(format!(
+                    "lost contact with the leader ({e:?})"
+                )))
+            }
+        };
+        match raft_msg::decode::<ForwardOutcome>(&out) {
+            Ok(ForwardOutcome::Applied(replies)) => raft_msg::decode::<Applied>(&replies)
+                .map(|a| a.0)
+                .map_err(ReplicaError::Unknown),
+            Ok(ForwardOutcome::NotLeader(_)) => Err(ReplicaError::NoLeader),
+            Ok(ForwardOutcome::Unknown(why)) => Err(ReplicaError::Unknown(why)),
+            Err(e) => Err(ReplicaError::Unknown(e)),
+        }
+    }
+
+    /// Makes the local state fit for a linearizable read: on return, everything
+    /// committed before the call has been applied here.
+    pub async fn read_barrier(&self) -> Result<(), ReplicaError> {
+        let index = if self.is_leader() {
+            let policy = match self.cfg.read_mode {
+                ReadMode::ReadIndex => ReadPolicy::ReadIndex,
+                ReadMode::Lease => ReadPolicy::LeaseRead,
+            };
+            match self.raft.ensure_linearizable(policy).await {
+                Ok(_) => return Ok(()),
+                Err(_) => return Err(ReplicaError::NoLeader),
+            }
+        } else {
+            let Some((leader, node)) = self.wait_leader().await else {
+                return Err(ReplicaError::NoLeader);
+            };
+            if leader == self.cfg.node_id {
+                return Box::pin(self.read_barrier()).await;
+            }
+            if self.cfg.redirect {
+                return Err(ReplicaError::Moved(node.client));
+            }
+            let out = self
+                .transport
+                .call(leader, self.cfg.group, kind::READ_INDEX, Bytes::new(), self.cfg.leader_wait)
+                .await
+                .map_err(|_| ReplicaError::NoLeader)?;
+            match raft_msg::decode::<ReadIndexOutcome>(&out) {
+                Ok(ReadIndexOutcome::Index(i)) => i,
+                _ => return Err(ReplicaError::NoLeader),
+            }
+        };
+        self.raft
+            .wait(Some(self.cfg.write_timeout))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|_| ReplicaError::NoLeader)
+    }
+
+    /// Adds a node to the group as a voter (run on the leader).
+    pub async fn add_voter(&self, id: u64, addr: NodeAddr) -> Result<(), String> {
+        self.raft
+            .add_learner(id, addr, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Hands leadership to the most caught-up other voter and waits (up to `wait`) for
+    /// the change. Returns whether leadership moved.
+    pub async fn transfer_leadership(&self, wait: Duration) -> bool {
+        if !self.is_leader() {
+            return true;
+        }
+        let m = self.raft.metrics().borrow_watched().clone();
+        let Some(repl) = m.replication.as_ref() else {
+            return false;
+        };
+        let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+        let target = repl
+            .iter()
+            .filter(|(id, _)| **id != self.cfg.node_id && voters.contains(id))
+            .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index))
+            .map(|(id, _)| *id);
+        let Some(target) = target else {
+            return false;
+        };
+        tracing::info!(to = target, "transferring leadership");
+        if self.raft.trigger().transfer_leader(target).await.is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            let l = self.raft.metrics().borrow_watched().current_leader;
+            if l.is_some_and(|l| l != self.cfg.node_id) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+}
+
+/// Answers peers: Raft RPCs for the group, forwarded writes (proposed in arrival
+/// order), read indexes, joins and snapshot chunks.
+pub struct PeerHandler {
+    replica: OnceLock<Arc<Replica>>,
+    forwards: mpsc::UnboundedSender<(ForwardWrite, Responder)>,
+    forwards_rx: Mutex<Option<mpsc::UnboundedReceiver<(ForwardWrite, Responder)>>>,
+    incoming: Mutex<HashMap<(u64, u64), Incoming>>,
+}
+
+struct Incoming {
+    path: PathBuf,
+    file: File,
+    next: u64,
+}
+
+fn reply<T: serde::Serialize>(r: Responder, v: &T) {
+    r.send(Ok(raft_msg::encode(v)));
+}
+
+impl PeerHandler {
+    pub fn new() -> Arc<PeerHandler> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::new(PeerHandler {
+            replica: OnceLock::new(),
+            forwards: tx,
+            forwards_rx: Mutex::new(Some(rx)),
+            incoming: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Connects the handler to its replica once Raft is up; starts the forwarded-write
+    /// proposer.
+    pub fn attach(&self, replica: Arc<Replica>) {
+        let _ = self.replica.set(replica.clone());
+        if let Some(mut rx) = self.forwards_rx.lock().unwrap().take() {
+            tokio::spawn(async move {
+                while let Some((req, respond)) = rx.recv().await {
+                    if !replica.is_leader() {
+                        reply(respond, &ForwardOutcome::NotLeader(replica.leader()));
+                        continue;
+                    }
+                    match replica.submit(req.op).await {
+                        Err(ReplicaError::Unknown(why)) => reply(respond, &ForwardOutcome::Unknown(why)),
+                        Err(_) => reply(respond, &ForwardOutcome::NotLeader(replica.leader())),
+                        Ok(pending) => {
+                            tokio::spawn(async move {
+                                let out = match pending.wait().await {
+                                    Ok(replies) => ForwardOutcome::Applied(raft_msg::encode(&Applied(replies))),
+                                    Err(ReplicaError::Unknown(why)) => ForwardOutcome::Unknown(why),
+                                    Err(_) => ForwardOutcome::NotLeader(None),
+                                };
+                                reply(respond, &out);
+                            });
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    fn snapshot_chunk(&self, replica: Arc<Replica>, from: u64, c: SnapshotChunk, respond: Responder) {
+        let key = (from, c.transfer);
+        let step = || -> Result<Option<(PathBuf, File)>, String> {
+            let mut map = self.incoming.lock().unwrap();
+            if c.offset == 0 {
+                let (path, file) = replica.sm.snapshot_dir().create_temp().map_err(|e| e.to_string())?;
+                map.insert(key, Incoming { path, file, next: 0 });
+            }
+            let inc = map.get_mut(&key).ok_or("snapshot chunk for an unknown transfer")?;
+            if inc.next != c.offset {
+                map.remove(&key);
+                return Err("snapshot chunk out of order".into());
+            }
+            inc.file.write_all(&c.data).map_err(|e| e.to_string())?;
+            inc.next += c.data.len() as u64;
+            if c.last.is_some() {
+                let inc = map.remove(&key).expect("present");
+                inc.file.sync_all().map_err(|e| e.to_string())?;
+                return Ok(Some((inc.path, inc.file)));
+            }
+            Ok(None)
+        };
+        match step() {
+            Err(e) => respond.send(Err(e)),
+            Ok(None) => reply(respond, &Ok::<(), String>(())),
+            Ok(Some((path, _))) => {
+                let Some(last) = c.last else { unreachable!() };
+                tokio::spawn(async move {
+                    let out = async {
+                        let (vote, meta): (Vote, super::raft::SnapshotMeta) = raft_msg::decode(&last)?;
+                        let snapshot = Snapshot {
+                            meta,
+                            snapshot: SnapFile::open(path).map_err(|e| e.to_string())?,
+                        };
+                        replica
+                            .raft
+                            .install_full_snapshot(vote, snapshot)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    .await;
+                    reply(respond, &out);
+                });
+            }
+        }
+    }
+}
+
+impl Handler for PeerHandler {
+    fn handle(&self, from: u64, _group: u64, kind: u16, body: Bytes, respond: Responder) {
+        let Some(replica) = self.replica.get().cloned() else {
+            respond.send(Err("node starting".into()));
+            return;
+        };
+        macro_rules! rpc {
+            ($method:ident) => {{
+                match raft_msg::decode(&body) {
+                    Err(e) => respond.send(Err(e)),
+                    Ok(req) => {
+                        tokio::spawn(async move {
+                            let r = replica.raft.$method(req).await.map_err(|e| e.to_string());
+                            reply(respond, &r);
+                        });
+                    }
+                }
+            }};
+        }
+        match kind {
+            kind::APPEND => rpc!(append_entries),
+            kind::VOTE => rpc!(vote),
+            kind::PRE_VOTE => rpc!(pre_vote),
+            kind::TRANSFER_LEADER => rpc!(handle_transfer_leader),
+            kind::SNAPSHOT_CHUNK => match raft_msg::decode::<SnapshotChunk>(&body) {
+                Err(e) => respond.send(Err(e)),
+                Ok(c) => self.snapshot_chunk(replica, from, c, respond),
+            },
+            kind::FORWARD_WRITE => match raft_msg::decode::<ForwardWrite>(&body) {
+                Err(e) => respond.send(Err(e)),
+                Ok(req) => {
+                    let _ = self.forwards.send((req, respond));
+                }
+            },
+            kind::READ_INDEX => {
+                tokio::spawn(async move {
+                    let out = if !replica.is_leader() {
+                        ReadIndexOutcome::NotLeader(replica.leader())
+                    } else {
+                        let policy = match replica.cfg.read_mode {
+                            ReadMode::ReadIndex => ReadPolicy::ReadIndex,
+                            ReadMode::Lease => ReadPolicy::LeaseRead,
+                        };
+                        match replica.raft.get_read_log_id(policy).await {
+                            Ok((read, _)) => ReadIndexOutcome::Index(read.index()),
+                            Err(_) => ReadIndexOutcome::NotLeader(replica.leader()),
+                        }
+                    };
+                    reply(respond, &out);
+                });
+            }
+            kind::JOIN => match raft_msg::decode::<JoinRequest>(&body) {
+                Err(e) => respond.send(Err(e)),
+                Ok(req) => {
+                    tokio::spawn(async move {
+                        let out = if !replica.is_leader() {
+                            JoinOutcome::NotLeader(replica.leader())
+                        } else {
+                            match replica.add_voter(req.node_id, req.addr).await {
+                                Ok(()) => JoinOutcome::Joined,
+                                Err(e) => JoinOutcome::Failed(e),
+                            }
+                        };
+                        reply(respond, &out);
+                    });
+                }
+            },
+            other => respond.send(Err(format!("unknown request kind {other}"))),
+        }
+    }
+}
