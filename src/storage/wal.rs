@@ -2,7 +2,10 @@
 //!
 //! Disk format (a contract: only ever extended):
 //! - segment files `dir/wal-<first index, 20 digits>.log`, each a run of records
-//!   `len: u32 LE | crc32(payload): u32 LE | index: u64 LE | payload`;
+//!   `len: u32 LE | crc: u32 LE | index: u64 LE | payload`, where `crc` is the crc32 of
+//!   `len | index | payload` (every byte of the record but the crc itself), so a
+//!   zero-filled tail — what a crash can leave after a file was extended but before its
+//!   data reached the disk — never passes as an empty record;
 //! - `dir/wal.meta`: `magic "SWALMETA" | version: u32 LE | purged: u64 LE | crc32: u32 LE`,
 //!   the purge point, so `first_index` survives a restart even when the segment holding
 //!   it is kept partially.
@@ -11,11 +14,18 @@
 //! name is the index of its first record; only the last segment is written to.
 //! Recovery cuts the log at the first record that is short, fails its CRC or breaks
 //! contiguity — a torn tail is cut, never applied.
+//!
+//! Durability: with `sync: false` writes are only marked unsynced; [`Wal::sync`] (or
+//! [`Wal::take_unsynced`] + [`PendingSync::run`], to fsync without holding the caller's
+//! lock) forces every unsynced segment and, after a segment was created, the directory.
+//! A failed fsync poisons the log: the kernel may have dropped the dirty pages, so a
+//! later fsync could succeed without the data ever reaching the disk.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const HEADER: u64 = 16;
 const META_FILE: &str = "wal.meta";
@@ -45,16 +55,49 @@ impl Default for WalOptions {
 struct Segment {
     first: u64,
     path: PathBuf,
-    file: File,
+    /// Shared so that a [`PendingSync`] can fsync it without the Wal borrowed.
+    file: Arc<File>,
     /// Bytes of valid records.
     len: u64,
     /// Record start offset of each entry; entry `first + k` is at `offsets[k]`.
     offsets: Vec<u64>,
+    /// Written since its last fsync.
+    unsynced: bool,
 }
 
 impl Segment {
     fn last(&self) -> Option<u64> {
         (!self.offsets.is_empty()).then(|| self.first + self.offsets.len() as u64 - 1)
+    }
+
+    /// End offset of the record of entry `first + k`.
+    fn record_end(&self, k: usize) -> u64 {
+        self.offsets.get(k + 1).copied().unwrap_or(self.len)
+    }
+}
+
+/// Fsyncs owed by a [`Wal`], detached from it so they can run outside the caller's lock.
+#[must_use = "the data is not durable until run() returns Ok"]
+pub struct PendingSync {
+    files: Vec<Arc<File>>,
+    dir: Option<PathBuf>,
+}
+
+impl PendingSync {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.dir.is_none()
+    }
+
+    /// Fdatasyncs the files, then the directory. On error the caller must treat the log
+    /// as failed ([`Wal::poison`]): the writes it covered may be lost.
+    pub fn run(self) -> io::Result<()> {
+        for f in &self.files {
+            f.sync_data()?;
+        }
+        match &self.dir {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
     }
 }
 
@@ -66,6 +109,10 @@ pub struct Wal {
     /// Everything <= purged is gone (or logically gone); the next entry of an empty log
     /// must be purged + 1.
     purged: Option<u64>,
+    /// A segment was created or removed and the directory not yet fsynced.
+    dir_unsynced: bool,
+    /// Set by a failed fsync; every later write or sync fails with it.
+    poisoned: Option<String>,
 }
 
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
@@ -88,13 +135,44 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+fn record_crc(len: &[u8], index: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len);
+    h.update(index);
+    h.update(payload);
+    h.finalize()
+}
+
 fn encode_record(buf: &mut Vec<u8>, index: u64, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| invalid("entry too large".into()))?;
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    buf.extend_from_slice(&index.to_le_bytes());
+    let (len, index) = (len.to_le_bytes(), index.to_le_bytes());
+    buf.extend_from_slice(&len);
+    buf.extend_from_slice(&record_crc(&len, &index, payload).to_le_bytes());
+    buf.extend_from_slice(&index);
     buf.extend_from_slice(payload);
     Ok(())
+}
+
+/// Checks one record at the start of `rest`: its payload, or why it is not valid.
+fn decode_record(rest: &[u8], expected: u64) -> Result<&[u8], String> {
+    let h = HEADER as usize;
+    if rest.len() < h {
+        return Err("short record header".to_string());
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+    let index = u64::from_le_bytes(rest[8..16].try_into().unwrap());
+    if rest.len() - h < len {
+        return Err(format!("short record {index}"));
+    }
+    let payload = &rest[h..h + len];
+    if record_crc(&rest[0..4], &rest[8..16], payload) != crc {
+        return Err(format!("CRC mismatch at record {index}"));
+    }
+    if index != expected {
+        return Err(format!("index {index} where {expected} was expected"));
+    }
+    Ok(payload)
 }
 
 /// What a scan of one segment found: record offsets, the end of the valid prefix, and
@@ -110,30 +188,19 @@ fn scan(data: &[u8], first: u64) -> Scan {
     let mut offsets = Vec::new();
     let mut pos = 0usize;
     let mut expected = first;
-    let h = HEADER as usize;
     let problem = loop {
         let rest = &data[pos..];
         if rest.is_empty() {
             break None;
         }
-        if rest.len() < h {
-            break Some("short record header".to_string());
+        match decode_record(rest, expected) {
+            Ok(payload) => {
+                offsets.push(pos as u64);
+                pos += HEADER as usize + payload.len();
+                expected += 1;
+            }
+            Err(problem) => break Some(problem),
         }
-        let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
-        let index = u64::from_le_bytes(rest[8..16].try_into().unwrap());
-        if rest.len() - h < len {
-            break Some(format!("short record {index}"));
-        }
-        if crc32fast::hash(&rest[h..h + len]) != crc {
-            break Some(format!("CRC mismatch at record {index}"));
-        }
-        if index != expected {
-            break Some(format!("index {index} where {expected} was expected"));
-        }
-        offsets.push(pos as u64);
-        pos += h + len;
-        expected += 1;
     };
     Scan {
         offsets,
@@ -183,11 +250,25 @@ fn write_meta(dir: &Path, purged: u64) -> io::Result<()> {
     sync_dir(dir)
 }
 
+fn remove_meta(dir: &Path) -> io::Result<()> {
+    match fs::remove_file(dir.join(META_FILE)) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Wal {
     /// Opens (creating if needed) the log in `dir`, cutting any torn or corrupt tail.
     pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> io::Result<Wal> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir)?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+            // The new directory's own entry must be durable before anything in it is.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let purged = read_meta(&dir)?;
         let mut firsts: Vec<u64> = Vec::new();
         for entry in fs::read_dir(&dir)? {
@@ -248,9 +329,10 @@ impl Wal {
             segments.push(Segment {
                 first,
                 path,
-                file,
+                file: Arc::new(file),
                 len: found.valid,
                 offsets: found.offsets,
+                unsynced: false,
             });
         }
         let mut wal = Wal {
@@ -258,6 +340,8 @@ impl Wal {
             opts,
             segments,
             purged,
+            dir_unsynced: false,
+            poisoned: None,
         };
         // Finishes a purge interrupted after its meta write.
         if let Some(p) = purged {
@@ -296,8 +380,27 @@ impl Wal {
         }
     }
 
+    /// Bytes of records on disk (segments only; wal.meta is a few bytes).
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    fn check_poisoned(&self) -> io::Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(io::Error::other(format!("wal failed earlier: {why}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the log failed after an fsync error the caller saw (from [`PendingSync::run`]).
+    pub fn poison(&mut self, why: String) {
+        tracing::error!(dir = %self.dir.display(), %why, "wal: fsync failed; refusing further writes");
+        self.poisoned.get_or_insert(why);
+    }
+
     /// Appends entries with contiguous indexes as one write and (with `sync`) one fsync.
     pub fn append(&mut self, entries: &[(u64, &[u8])]) -> io::Result<()> {
+        self.check_poisoned()?;
         let Some(&(start, _)) = entries.first() else {
             return Ok(());
         };
@@ -331,15 +434,14 @@ impl Wal {
                 .create(true)
                 .truncate(true)
                 .open(&path)?;
-            if self.opts.sync {
-                sync_dir(&self.dir)?;
-            }
+            self.dir_unsynced = true;
             self.segments.push(Segment {
                 first: start,
                 path,
-                file,
+                file: Arc::new(file),
                 len: 0,
                 offsets: Vec::new(),
+                unsynced: false,
             });
         }
         let seg = self
@@ -347,21 +449,41 @@ impl Wal {
             .last_mut()
             .expect("a segment exists after roll");
         seg.file.write_all_at(&buf, seg.len)?;
-        if self.opts.sync {
-            seg.file.sync_data()?;
-        }
+        seg.unsynced = true;
         let base = seg.len;
         seg.offsets.extend(rel.into_iter().map(|r| base + r));
         seg.len += buf.len() as u64;
+        if self.opts.sync {
+            // The batch is in the log either way; a failed fsync poisons it.
+            self.sync()?;
+        }
         Ok(())
     }
 
-    /// Forces appended data to disk; for callers running with `sync: false`.
-    pub fn sync(&self) -> io::Result<()> {
-        match self.segments.last() {
-            Some(seg) => seg.file.sync_data(),
-            None => Ok(()),
+    /// Detaches the fsyncs owed so far (every unsynced segment, the directory after a
+    /// segment was created or removed) and marks them done; the caller must
+    /// [`PendingSync::run`] them and [`Wal::poison`] the log if that fails.
+    pub fn take_unsynced(&mut self) -> io::Result<PendingSync> {
+        self.check_poisoned()?;
+        let mut files = Vec::new();
+        for seg in self.segments.iter_mut().filter(|s| s.unsynced) {
+            seg.unsynced = false;
+            files.push(Arc::clone(&seg.file));
         }
+        let dir = std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone());
+        Ok(PendingSync { files, dir })
+    }
+
+    /// Whether [`Wal::sync`] has anything to do.
+    pub fn has_unsynced(&self) -> bool {
+        self.dir_unsynced || self.segments.iter().any(|s| s.unsynced)
+    }
+
+    /// Forces appended data (in every segment written since the last sync, not only the
+    /// current one) and new segments' directory entries to disk.
+    pub fn sync(&mut self) -> io::Result<()> {
+        let pending = self.take_unsynced()?;
+        pending.run().inspect_err(|e| self.poison(e.to_string()))
     }
 
     fn locate(&self, index: u64) -> Option<(usize, usize)> {
@@ -378,37 +500,42 @@ impl Wal {
 
     /// The payload at `index`, or None when it is purged or not yet written.
     pub fn read(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
-        let Some((s, k)) = self.locate(index) else {
+        if self.locate(index).is_none() {
             return Ok(None);
-        };
-        let seg = &self.segments[s];
-        let offset = seg.offsets[k];
-        let mut header = [0u8; HEADER as usize];
-        seg.file.read_exact_at(&mut header, offset)?;
-        let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
-        let mut payload = vec![0u8; len];
-        seg.file.read_exact_at(&mut payload, offset + HEADER)?;
-        // Bit rot after open must surface as an error, never as a wrong entry.
-        if crc32fast::hash(&payload) != crc {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("wal: CRC mismatch reading index {index}"),
-            ));
         }
-        Ok(Some(payload))
+        Ok(self.read_range(index, index)?.pop())
     }
 
-    /// Payloads of `from..=to`; every index in the range must be in the log.
+    /// Payloads of `from..=to`; every index in the range must be in the log. Reads each
+    /// segment's part of the range with one pread.
     pub fn read_range(&self, from: u64, to: u64) -> io::Result<Vec<Vec<u8>>> {
         if from > to {
             return Ok(Vec::new());
         }
+        let missing = |index| invalid(format!("wal: index {index} is not in the log"));
+        if self.locate(to).is_none() {
+            return Err(missing(to));
+        }
         let mut out = Vec::with_capacity((to - from + 1) as usize);
-        for index in from..=to {
-            match self.read(index)? {
-                Some(p) => out.push(p),
-                None => return Err(invalid(format!("wal: index {index} is not in the log"))),
+        let mut index = from;
+        while index <= to {
+            let (s, k) = self.locate(index).ok_or_else(|| missing(index))?;
+            let seg = &self.segments[s];
+            let k_last = ((to - seg.first) as usize).min(seg.offsets.len() - 1);
+            let start = seg.offsets[k];
+            let mut data = vec![0u8; (seg.record_end(k_last) - start) as usize];
+            seg.file.read_exact_at(&mut data, start)?;
+            for kk in k..=k_last {
+                let at = (seg.offsets[kk] - start) as usize;
+                // Bit rot after open must surface as an error, never as a wrong entry.
+                let payload = decode_record(&data[at..], index).map_err(|problem| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("wal: reading index {index}: {problem}"),
+                    )
+                })?;
+                out.push(payload.to_vec());
+                index += 1;
             }
         }
         Ok(out)
@@ -416,6 +543,7 @@ impl Wal {
 
     /// Deletes entries >= `index` (a Raft follower overwriting a conflicting suffix).
     pub fn truncate_from(&mut self, index: u64) -> io::Result<()> {
+        self.check_poisoned()?;
         let mut dir_changed = false;
         while self.segments.last().is_some_and(|s| s.first >= index) {
             let seg = self.segments.pop().expect("checked non-empty");
@@ -429,15 +557,18 @@ impl Wal {
                 let cut = seg.offsets[k];
                 seg.file.set_len(cut)?;
                 seg.file.sync_all()?;
+                seg.unsynced = false;
                 seg.offsets.truncate(k);
                 seg.len = cut;
             }
         }
         if self.purged.is_some_and(|p| p >= index) {
             // The purge point must stay below the next index so appends resume at `index`.
-            let p = index.saturating_sub(1);
-            write_meta(&self.dir, p)?;
-            self.purged = Some(p);
+            match index.checked_sub(1) {
+                Some(p) => write_meta(&self.dir, p)?,
+                None => remove_meta(&self.dir)?,
+            }
+            self.purged = index.checked_sub(1);
         }
         if dir_changed {
             sync_dir(&self.dir)?;
@@ -448,6 +579,7 @@ impl Wal {
     /// Forgets entries <= `index` (covered by a snapshot): records the purge point, then
     /// drops whole segments below it.
     pub fn purge_to(&mut self, index: u64) -> io::Result<()> {
+        self.check_poisoned()?;
         if self.purged.is_some_and(|p| p >= index) {
             return Ok(());
         }
@@ -727,5 +859,120 @@ mod tests {
         drop(wal);
         let wal = Wal::open(&tmp.0, opts).unwrap();
         must_hold(&wal, 1, 3);
+    }
+
+    #[test]
+    fn zero_filled_tail_is_not_a_record() {
+        // A crash after the file grew but before its data landed leaves zeros; with a CRC
+        // over the payload alone, an all-zero header at index 0 checked out as an empty
+        // entry.
+        let tmp = TempDir::new();
+        fs::write(segment_path(&tmp.0, 0), [0u8; 64]).unwrap();
+        let mut wal = Wal::open(&tmp.0, WalOptions::default()).unwrap();
+        assert_eq!(wal.last_index(), None);
+        assert!(segment_files(&tmp.0).is_empty());
+        append_range(&mut wal, 0, 2);
+        drop(wal);
+        let path = segment_path(&tmp.0, 0);
+        let mut data = fs::read(&path).unwrap();
+        data.extend_from_slice(&[0u8; 40]);
+        fs::write(&path, &data).unwrap();
+        let wal = Wal::open(&tmp.0, WalOptions::default()).unwrap();
+        must_hold(&wal, 0, 2);
+    }
+
+    #[test]
+    fn bit_rot_after_open_is_an_error_not_an_entry() {
+        let tmp = TempDir::new();
+        let mut wal = Wal::open(&tmp.0, WalOptions::default()).unwrap();
+        append_range(&mut wal, 1, 5);
+        let path = segment_path(&tmp.0, 1);
+        let mut data = fs::read(&path).unwrap();
+        let third = wal.segments[0].offsets[2] as usize;
+        data[third + HEADER as usize] ^= 0x01;
+        fs::write(&path, &data).unwrap();
+        assert_eq!(wal.read(2).unwrap(), Some(payload(2)));
+        let err = wal.read(3).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(wal.read_range(1, 5).is_err());
+        assert_eq!(wal.read_range(4, 5).unwrap(), vec![payload(4), payload(5)]);
+    }
+
+    #[test]
+    fn read_range_spans_segments() {
+        let tmp = TempDir::new();
+        let mut wal = Wal::open(&tmp.0, tiny()).unwrap();
+        for i in 1..=30 {
+            append_range(&mut wal, i, i);
+        }
+        assert!(wal.segments.len() >= 3);
+        let want: Vec<Vec<u8>> = (3..=27).map(payload).collect();
+        assert_eq!(wal.read_range(3, 27).unwrap(), want);
+        wal.purge_to(10).unwrap();
+        assert!(wal.read_range(9, 12).is_err());
+        assert!(wal.read_range(25, 31).is_err());
+        assert_eq!(wal.read_range(11, 11).unwrap(), vec![payload(11)]);
+    }
+
+    #[test]
+    fn sync_covers_every_segment_written_since_the_last_one() {
+        // sync() used to fsync only the newest segment: a batch written to the previous
+        // segment just before a roll, and the new segment's directory entry, stayed
+        // unsynced.
+        let tmp = TempDir::new();
+        let opts = WalOptions {
+            segment_size: 100,
+            sync: false,
+        };
+        let mut wal = Wal::open(&tmp.0, opts).unwrap();
+        for i in 1..=12 {
+            append_range(&mut wal, i, i);
+        }
+        assert!(wal.segments.len() >= 2);
+        assert!(wal.has_unsynced());
+        let pending = wal.take_unsynced().unwrap();
+        assert_eq!(pending.files.len(), wal.segments.len());
+        assert!(pending.dir.is_some());
+        assert!(!wal.has_unsynced());
+        pending.run().unwrap();
+        append_range(&mut wal, 13, 13);
+        let pending = wal.take_unsynced().unwrap();
+        assert_eq!(pending.files.len(), 1);
+        pending.run().unwrap();
+        wal.sync().unwrap();
+        assert!(!wal.has_unsynced());
+    }
+
+    #[test]
+    fn poisoned_wal_refuses_writes() {
+        let tmp = TempDir::new();
+        let mut wal = Wal::open(&tmp.0, WalOptions::default()).unwrap();
+        append_range(&mut wal, 1, 3);
+        wal.poison("injected fsync failure".into());
+        assert!(wal.append(&[(4, b"x")]).is_err());
+        assert!(wal.sync().is_err());
+        assert!(wal.take_unsynced().is_err());
+        assert!(wal.truncate_from(2).is_err());
+        assert!(wal.purge_to(2).is_err());
+        must_hold(&wal, 1, 3);
+        drop(wal);
+        let wal = Wal::open(&tmp.0, WalOptions::default()).unwrap();
+        must_hold(&wal, 1, 3);
+    }
+
+    #[test]
+    fn truncate_from_zero_below_the_purge_point_clears_it() {
+        let tmp = TempDir::new();
+        let mut wal = Wal::open(&tmp.0, WalOptions::default()).unwrap();
+        append_range(&mut wal, 0, 10);
+        wal.purge_to(5).unwrap();
+        wal.truncate_from(0).unwrap();
+        assert_eq!(wal.purged_index(), None);
+        assert_eq!(wal.last_index(), None);
+        append_range(&mut wal, 0, 1);
+        drop(wal);
+        let wal = Wal::open(&tmp.0, WalOptions::default()).unwrap();
+        assert_eq!(wal.purged_index(), None);
+        must_hold(&wal, 0, 1);
     }
 }
