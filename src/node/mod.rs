@@ -138,9 +138,16 @@ pub async fn run(config: Config) -> io::Result<()> {
                 .await
                 .map_err(other)?;
         } else if !config.join.is_empty() {
-            tokio::spawn(join(transport.clone(), config.join.clone(), node_id, me.clone()));
+            tokio::spawn(join(
+                transport.clone(),
+                config.join.clone(),
+                node_id,
+                me.clone(),
+            ));
         } else {
-            tracing::warn!("this node has no cluster yet: start it with --bootstrap or --join host:peerport");
+            tracing::warn!(
+                "this node has no cluster yet: start it with --bootstrap or --join host:peerport"
+            );
         }
     }
 
@@ -156,7 +163,13 @@ async fn join(transport: Arc<Transport>, seed: String, node_id: u64, me: NodeAdd
     let mut target = seed.clone();
     loop {
         match transport
-            .call_addr(&target, GROUP, kind::JOIN, req.clone(), Duration::from_secs(60))
+            .call_addr(
+                &target,
+                GROUP,
+                kind::JOIN,
+                req.clone(),
+                Duration::from_secs(60),
+            )
             .await
         {
             Ok((_, body)) => match raft_msg::decode::<JoinOutcome>(&body) {

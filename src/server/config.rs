@@ -371,7 +371,14 @@ pub static PARAMS: &[Param] = &[
     },
     Param {
         name: "cluster-secret",
-        get: |c| if c.cluster_secret.is_empty() { "" } else { "(set)" }.into(),
+        get: |c| {
+            if c.cluster_secret.is_empty() {
+                ""
+            } else {
+                "(set)"
+            }
+            .into()
+        },
         set: |c, v| Ok(c.cluster_secret = v.to_string()),
         immutable: true,
     },

@@ -11,8 +11,8 @@ use crate::cmd::{self, flags, CommandSpec, Handler, ReadCtx};
 use crate::resp::Reply;
 use crate::shard::replica::ReplicaError;
 use crate::shard::OOM;
-use proto::Op;
 use bytes::Bytes;
+use proto::Op;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,8 +51,9 @@ pub enum Finish {
     Exec(ExecFinish),
 }
 
-pub type ExecFinish =
-    Box<dyn FnOnce(&Arc<Server>, &mut ClientState, Result<Vec<Reply>, ReplicaError>) -> Reply + Send>;
+pub type ExecFinish = Box<
+    dyn FnOnce(&Arc<Server>, &mut ClientState, Result<Vec<Reply>, ReplicaError>) -> Reply + Send,
+>;
 
 pub struct BlockWait {
     pub ticket: u64,

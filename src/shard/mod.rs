@@ -214,8 +214,18 @@ impl ShardState {
         let now = self.now();
         let mut out: Vec<Bytes> = Vec::new();
         while out.len() < max {
-            match choose_victim(&self.ks, &mut self.pool, s.policy, s.samples, &s.access, now, &mut rng) {
-                Some(k) if !out.iter().any(|x| x[..] == k[..]) => out.push(Bytes::copy_from_slice(&k)),
+            match choose_victim(
+                &self.ks,
+                &mut self.pool,
+                s.policy,
+                s.samples,
+                &s.access,
+                now,
+                &mut rng,
+            ) {
+                Some(k) if !out.iter().any(|x| x[..] == k[..]) => {
+                    out.push(Bytes::copy_from_slice(&k))
+                }
                 _ => break,
             }
         }

@@ -5,13 +5,15 @@
 use super::raft::{SnapFile, Snapshot, TypeConfig, Vote};
 use crate::transport::{CallError, Transport};
 use bytes::Bytes;
-use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::error::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::v2::RaftNetworkV2;
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::network::v2::RaftNetworkV2;
 use openraft::OptionalSend;
 use proto::raft_msg::{self, kind, SnapshotChunk};
 use std::future::Future;
@@ -95,7 +97,9 @@ impl PeerNet {
             CallError::Unreachable(m) | CallError::Refused(m) => {
                 RPCError::Unreachable(Unreachable::new(&Msg(m)))
             }
-            CallError::Closed => RPCError::Unreachable(Unreachable::new(&Msg("connection closed".into()))),
+            CallError::Closed => {
+                RPCError::Unreachable(Unreachable::new(&Msg("connection closed".into())))
+            }
             CallError::Remote(m) => RPCError::Network(NetworkError::new(&Msg(m))),
         }
     }
@@ -118,8 +122,13 @@ impl RaftNetworkV2<TypeConfig> for PeerNet {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(kind::APPEND, RPCTypes::AppendEntries, &rpc, option.hard_ttl())
-            .await
+        self.call(
+            kind::APPEND,
+            RPCTypes::AppendEntries,
+            &rpc,
+            option.hard_ttl(),
+        )
+        .await
     }
 
     async fn vote(
@@ -127,7 +136,8 @@ impl RaftNetworkV2<TypeConfig> for PeerNet {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(kind::VOTE, RPCTypes::Vote, &rpc, option.hard_ttl()).await
+        self.call(kind::VOTE, RPCTypes::Vote, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn pre_vote(
@@ -168,7 +178,9 @@ impl RaftNetworkV2<TypeConfig> for PeerNet {
             let mut buf = vec![0u8; SNAPSHOT_CHUNK];
             loop {
                 let n = read_full(&mut file, &mut buf).map_err(|e| {
-                    StreamingError::Network(NetworkError::new(&Msg(format!("reading snapshot: {e}"))))
+                    StreamingError::Network(NetworkError::new(&Msg(format!(
+                        "reading snapshot: {e}"
+                    ))))
                 })?;
                 let last = n < buf.len();
                 let chunk = SnapshotChunk {

@@ -228,7 +228,11 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSm {
         drop(file);
         let index = meta.last_log_id.as_ref().map(|l| l.index).unwrap_or(0);
         let path = self.snaps.commit(&tmp, index)?;
-        tracing::info!(index, size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0), "snapshot built");
+        tracing::info!(
+            index,
+            size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+            "snapshot built"
+        );
         *self.current.lock().unwrap() = Some((meta.clone(), path.clone()));
         Ok(Snapshot {
             meta,
@@ -259,7 +263,8 @@ impl RaftStateMachine<TypeConfig> for ShardSm {
                     EntryPayload::Blank => Vec::new(),
                     EntryPayload::Normal(Logged(e)) => st.apply(e),
                     EntryPayload::Membership(m) => {
-                        st.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                        st.membership =
+                            StoredMembership::new(Some(entry.log_id.clone()), m.clone());
                         Vec::new()
                     }
                 };
@@ -278,7 +283,11 @@ impl RaftStateMachine<TypeConfig> for ShardSm {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapFile) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapFile,
+    ) -> Result<(), io::Error> {
         let index = meta.last_log_id.as_ref().map(|l| l.index).unwrap_or(0);
         // A snapshot received into one of our temp files is renamed into place; one from
         // elsewhere (another group's directory) is copied, never moved.

@@ -4,15 +4,15 @@
 //! answers its peers (Raft RPCs, forwarded writes, read indexes, joins, snapshot
 //! chunks).
 
-use super::raft::{Applied, Logged, Raft, ShardSm, Snapshot, SnapFile, TypeConfig, Vote};
+use super::raft::{Applied, Logged, Raft, ShardSm, SnapFile, Snapshot, TypeConfig, Vote};
 use super::Shard;
 use crate::resp::Reply;
 use crate::storage::LogStatsHandle;
 use crate::transport::{CallError, Handler, Responder, Transport};
 use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::raft::{ClientWriteResponse, ReadPolicy};
-use openraft::async_runtime::WatchReceiver;
 use openraft::ChangeMembers;
 use proto::raft_msg::{
     self, kind, ForwardOutcome, ForwardWrite, JoinOutcome, JoinRequest, ReadIndexOutcome,
@@ -167,21 +167,41 @@ impl Replica {
             ),
             ("raft_term".into(), m.current_term.to_string()),
             ("raft_voters".into(), members.join(",")),
-            ("raft_commit_index".into(), opt(m.local_committed.as_ref().map(|l| l.index))),
-            ("raft_applied_index".into(), opt(m.last_applied.as_ref().map(|l| l.index))),
+            (
+                "raft_commit_index".into(),
+                opt(m.local_committed.as_ref().map(|l| l.index)),
+            ),
+            (
+                "raft_applied_index".into(),
+                opt(m.last_applied.as_ref().map(|l| l.index)),
+            ),
             ("raft_last_log_index".into(), opt(m.last_log_index)),
             ("raft_first_log_index".into(), opt(log.first_index)),
             ("raft_log_bytes".into(), log.bytes_on_disk.to_string()),
-            ("raft_last_snapshot_index".into(), opt(m.snapshot.as_ref().map(|l| l.index))),
-            ("raft_purged_index".into(), opt(m.purged.as_ref().map(|l| l.index))),
+            (
+                "raft_last_snapshot_index".into(),
+                opt(m.snapshot.as_ref().map(|l| l.index)),
+            ),
+            (
+                "raft_purged_index".into(),
+                opt(m.purged.as_ref().map(|l| l.index)),
+            ),
             ("raft_fsync_count".into(), log.fsync_count.to_string()),
             ("raft_fsync_p50_us".into(), log.fsync_p50_us.to_string()),
             ("raft_fsync_p99_us".into(), log.fsync_p99_us.to_string()),
             ("raft_fsync_p999_us".into(), log.fsync_p999_us.to_string()),
-            ("raft_read_mode".into(), format!("{:?}", self.cfg.read_mode).to_ascii_lowercase()),
+            (
+                "raft_read_mode".into(),
+                format!("{:?}", self.cfg.read_mode).to_ascii_lowercase(),
+            ),
             (
                 "raft_follower_mode".into(),
-                if self.cfg.redirect { "redirect" } else { "forward" }.into(),
+                if self.cfg.redirect {
+                    "redirect"
+                } else {
+                    "forward"
+                }
+                .into(),
             ),
         ]
     }
@@ -205,16 +225,27 @@ impl Replica {
     /// apply's replies. Writes submitted one after another are applied in that order.
     pub async fn submit(&self, op: Op) -> Result<PendingWrite, ReplicaError> {
         let entry = self.shard.lock().stamp(op);
-        let (responder, rx) = openraft::impls::ProgressResponder::<TypeConfig, WriteResult>::complete_only();
-        if self.raft.write(Logged(entry)).responder(responder).await.is_err() {
+        let (responder, rx) =
+            openraft::impls::ProgressResponder::<TypeConfig, WriteResult>::complete_only();
+        if self
+            .raft
+            .write(Logged(entry))
+            .responder(responder)
+            .await
+            .is_err()
+        {
             return Err(ReplicaError::NoLeader);
         }
         let (tx, out) = oneshot::channel();
         let timeout = self.cfg.write_timeout;
         tokio::spawn(async move {
             let r = match tokio::time::timeout(timeout, rx).await {
-                Err(_) => Err(ReplicaError::Unknown("timed out waiting for the commit".into())),
-                Ok(Err(_)) => Err(ReplicaError::Unknown("the leader stopped before the commit".into())),
+                Err(_) => Err(ReplicaError::Unknown(
+                    "timed out waiting for the commit".into(),
+                )),
+                Ok(Err(_)) => Err(ReplicaError::Unknown(
+                    "the leader stopped before the commit".into(),
+                )),
                 Ok(Ok(Ok(resp))) => Ok(resp.data.0),
                 // Refused before it was appended: nothing happened.
                 Ok(Ok(Err(ClientWriteError::ForwardToLeader(_)))) => Err(ReplicaError::NoLeader),
@@ -252,7 +283,13 @@ impl Replica {
         // Never resent once it may have arrived: a forwarded write applies at most once.
         let out = self
             .transport
-            .call(leader, self.cfg.group, kind::FORWARD_WRITE, body, self.cfg.write_timeout)
+            .call(
+                leader,
+                self.cfg.group,
+                kind::FORWARD_WRITE,
+                body,
+                self.cfg.write_timeout,
+            )
             .await;
         let out = match out {
             Ok(b) => b,
@@ -299,7 +336,13 @@ impl Replica {
             }
             let out = self
                 .transport
-                .call(leader, self.cfg.group, kind::READ_INDEX, Bytes::new(), self.cfg.leader_wait)
+                .call(
+                    leader,
+                    self.cfg.group,
+                    kind::READ_INDEX,
+                    Bytes::new(),
+                    self.cfg.leader_wait,
+                )
                 .await
                 .map_err(|_| ReplicaError::NoLeader)?;
             match raft_msg::decode::<ReadIndexOutcome>(&out) {
@@ -405,12 +448,16 @@ impl PeerHandler {
                         continue;
                     }
                     match replica.submit(req.op).await {
-                        Err(ReplicaError::Unknown(why)) => reply(respond, &ForwardOutcome::Unknown(why)),
+                        Err(ReplicaError::Unknown(why)) => {
+                            reply(respond, &ForwardOutcome::Unknown(why))
+                        }
                         Err(_) => reply(respond, &ForwardOutcome::NotLeader(replica.leader())),
                         Ok(pending) => {
                             tokio::spawn(async move {
                                 let out = match pending.wait().await {
-                                    Ok(replies) => ForwardOutcome::Applied(raft_msg::encode(&Applied(replies))),
+                                    Ok(replies) => {
+                                        ForwardOutcome::Applied(raft_msg::encode(&Applied(replies)))
+                                    }
                                     Err(ReplicaError::Unknown(why)) => ForwardOutcome::Unknown(why),
                                     Err(_) => ForwardOutcome::NotLeader(None),
                                 };
@@ -423,15 +470,34 @@ impl PeerHandler {
         }
     }
 
-    fn snapshot_chunk(&self, replica: Arc<Replica>, from: u64, c: SnapshotChunk, respond: Responder) {
+    fn snapshot_chunk(
+        &self,
+        replica: Arc<Replica>,
+        from: u64,
+        c: SnapshotChunk,
+        respond: Responder,
+    ) {
         let key = (from, c.transfer);
         let step = || -> Result<Option<(PathBuf, File)>, String> {
             let mut map = self.incoming.lock().unwrap();
             if c.offset == 0 {
-                let (path, file) = replica.sm.snapshot_dir().create_temp().map_err(|e| e.to_string())?;
-                map.insert(key, Incoming { path, file, next: 0 });
+                let (path, file) = replica
+                    .sm
+                    .snapshot_dir()
+                    .create_temp()
+                    .map_err(|e| e.to_string())?;
+                map.insert(
+                    key,
+                    Incoming {
+                        path,
+                        file,
+                        next: 0,
+                    },
+                );
             }
-            let inc = map.get_mut(&key).ok_or("snapshot chunk for an unknown transfer")?;
+            let inc = map
+                .get_mut(&key)
+                .ok_or("snapshot chunk for an unknown transfer")?;
             if inc.next != c.offset {
                 map.remove(&key);
                 return Err("snapshot chunk out of order".into());
@@ -452,7 +518,8 @@ impl PeerHandler {
                 let Some(last) = c.last else { unreachable!() };
                 tokio::spawn(async move {
                     let out = async {
-                        let (vote, meta): (Vote, super::raft::SnapshotMeta) = raft_msg::decode(&last)?;
+                        let (vote, meta): (Vote, super::raft::SnapshotMeta) =
+                            raft_msg::decode(&last)?;
                         let snapshot = Snapshot {
                             meta,
                             snapshot: SnapFile::open(path).map_err(|e| e.to_string())?,

@@ -15,7 +15,10 @@ pub struct SnapshotDir {
 }
 
 fn parse_name(name: &str) -> Option<u64> {
-    name.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()
+    name.strip_prefix("snap-")?
+        .strip_suffix(".snap")?
+        .parse()
+        .ok()
 }
 
 impl SnapshotDir {
@@ -70,7 +73,11 @@ impl SnapshotDir {
 
     /// The newest snapshot file, if any.
     pub fn latest(&self) -> io::Result<Option<PathBuf>> {
-        Ok(self.list()?.into_iter().max_by_key(|(i, _)| *i).map(|(_, p)| p))
+        Ok(self
+            .list()?
+            .into_iter()
+            .max_by_key(|(i, _)| *i)
+            .map(|(_, p)| p))
     }
 
     fn list(&self) -> io::Result<Vec<(u64, PathBuf)>> {

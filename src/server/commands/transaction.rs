@@ -6,11 +6,11 @@
 //! eviction, and by a watched key's deadline passing before EXEC.
 
 use super::super::client::ClientState;
+use super::super::dispatch::{ExecFinish, Finish, Flow, Replicate};
 use super::super::Server;
 use crate::cmd::{self, Handler};
 use crate::resp::Reply;
 use bytes::Bytes;
-use super::super::dispatch::{ExecFinish, Finish, Flow, Replicate};
 use proto::Op;
 use std::sync::atomic::Ordering;
 
