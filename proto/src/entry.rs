@@ -29,6 +29,13 @@ pub enum Op {
     ExpireKeys(Vec<Bytes>),
     /// Delete these keys: eviction victims chosen by the leader.
     EvictKeys(Vec<Bytes>),
+    /// An EXEC whose client WATCHed keys: runs the commands only if every watched key's
+    /// digest (see the keyspace) is still what the client saw; otherwise nothing runs
+    /// and apply returns no replies (the transaction aborted).
+    ExecWatched {
+        watched: Vec<(Bytes, u64)>,
+        cmds: Vec<Vec<Bytes>>,
+    },
 }
 
 impl std::fmt::Display for WriteEntry {
@@ -37,6 +44,7 @@ impl std::fmt::Display for WriteEntry {
             Op::Exec(cmds) => format!("exec({} commands)", cmds.len()),
             Op::ExpireKeys(k) => format!("expire({} keys)", k.len()),
             Op::EvictKeys(k) => format!("evict({} keys)", k.len()),
+            Op::ExecWatched { cmds, .. } => format!("exec-watched({} commands)", cmds.len()),
         };
         write!(f, "{what}@{}", self.time_ms)
     }

@@ -156,21 +156,16 @@ pub fn execute_read(ks: &Keyspace, ctx: &mut ReadCtx, spec: &CommandSpec, args: 
 /// reply per command of an `Exec`, none for expiry and eviction.
 pub fn apply(ks: &mut Keyspace, entry: &WriteEntry, limits: ApplyLimits) -> Vec<Reply> {
     match &entry.op {
-        Op::Exec(cmds) => cmds
-            .iter()
-            .enumerate()
-            .map(|(i, argv)| {
-                let seed = entry
-                    .seed
-                    .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                let mut ctx = WriteCtx {
-                    now: entry.time_ms,
-                    rng: Rng::new(seed),
-                    limits,
-                };
-                execute_in_apply(ks, &mut ctx, argv)
-            })
-            .collect(),
+        Op::ExecWatched { watched, cmds } => {
+            if watched
+                .iter()
+                .any(|(k, digest)| ks.digest(k, entry.time_ms) != *digest)
+            {
+                return Vec::new();
+            }
+            exec_cmds(ks, entry, cmds, limits)
+        }
+        Op::Exec(cmds) => exec_cmds(ks, entry, cmds, limits),
         Op::ExpireKeys(keys) => {
             ks.delete_expired(keys, entry.time_ms);
             Vec::new()
@@ -180,6 +175,28 @@ pub fn apply(ks: &mut Keyspace, entry: &WriteEntry, limits: ApplyLimits) -> Vec<
             Vec::new()
         }
     }
+}
+
+fn exec_cmds(
+    ks: &mut Keyspace,
+    entry: &WriteEntry,
+    cmds: &[Vec<bytes::Bytes>],
+    limits: ApplyLimits,
+) -> Vec<Reply> {
+    cmds.iter()
+        .enumerate()
+        .map(|(i, argv)| {
+            let seed = entry
+                .seed
+                .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut ctx = WriteCtx {
+                now: entry.time_ms,
+                rng: Rng::new(seed),
+                limits,
+            };
+            execute_in_apply(ks, &mut ctx, argv)
+        })
+        .collect()
 }
 
 fn execute_in_apply(ks: &mut Keyspace, ctx: &mut WriteCtx, argv: &[Arg]) -> Reply {

@@ -128,6 +128,58 @@ impl Keyspace {
         self.dict.get(key).filter(|e| !e.is_expired(now))
     }
 
+    /// A 64-bit digest of a key's state at `now` (type, contents in storage order,
+    /// deadline; 0 for a missing or expired key). A pure function of the keyspace, so
+    /// every replica computes the same one: WATCH guards an EXEC with it.
+    pub fn digest(&self, key: &[u8], now: u64) -> u64 {
+        struct Fnv(u64);
+        impl Fnv {
+            fn eat(&mut self, b: &[u8]) {
+                self.eat_raw(&(b.len() as u64).to_le_bytes());
+                self.eat_raw(b);
+            }
+            fn eat_raw(&mut self, b: &[u8]) {
+                for &x in b {
+                    self.0 = (self.0 ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                }
+            }
+        }
+        let Some(e) = self.peek(key, now) else {
+            return 0;
+        };
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        h.eat_raw(&e.expire_at().unwrap_or(0).to_le_bytes());
+        match &e.value {
+            Value::Str(s) => {
+                h.eat_raw(b"s");
+                h.eat(s);
+            }
+            Value::List(l) => {
+                h.eat_raw(b"l");
+                l.iter().for_each(|x| h.eat(x));
+            }
+            Value::Hash(m) => {
+                h.eat_raw(b"h");
+                for (k, v) in m.iter() {
+                    h.eat(k);
+                    h.eat(v);
+                }
+            }
+            Value::Set(m) => {
+                h.eat_raw(b"S");
+                m.iter().for_each(|(k, _)| h.eat(k));
+            }
+            Value::ZSet(z) => {
+                h.eat_raw(b"z");
+                for (m, score) in z.iter() {
+                    h.eat(m);
+                    h.eat_raw(&score.to_bits().to_le_bytes());
+                }
+            }
+        }
+        h.0.max(1)
+    }
+
     pub fn exists(&self, key: &[u8], now: u64) -> bool {
         self.peek(key, now).is_some()
     }

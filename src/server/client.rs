@@ -179,8 +179,9 @@ pub struct ClientState {
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// A command failed to queue: EXEC answers EXECABORT.
     pub multi_failed: bool,
-    /// WATCHed keys with whether each was alive when watched.
-    pub watched: Vec<(Bytes, bool)>,
+    /// WATCHed keys with whether each was alive when watched and its digest then
+    /// (a replicated EXEC carries the digests and aborts in apply if any changed).
+    pub watched: Vec<(Bytes, bool, u64)>,
     /// Set when a watched key changes.
     pub watch_dirty: Arc<AtomicBool>,
     pub channels: HashSet<Bytes>,

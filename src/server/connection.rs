@@ -98,7 +98,9 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                         if !plain_write {
                             drain(&mut inflight, client.proto, &mut out).await;
                         }
-                        if matches!(handler, Some(Handler::Read(_)))
+                        let reads = matches!(handler, Some(Handler::Read(_)))
+                            || spec.is_some_and(|s| s.name == "watch");
+                        if reads
                             && client.multi.is_none()
                             && !client.readonly
                             && !barrier_done

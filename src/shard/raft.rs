@@ -339,3 +339,179 @@ impl ShardSm {
         self.snaps.path().to_path_buf()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::testing::argv;
+    use crate::shard::Clock;
+    use crate::storage::FsyncPolicy;
+    use openraft::storage::RaftStateMachine;
+    use proto::Op;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static DIRS: AtomicU64 = AtomicU64::new(0);
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "shardis-sm-{tag}-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn sm_in(dir: &Path) -> ShardSm {
+        let shard = Arc::new(Shard::with(Clock::manual(1_000), |ks| ks.len() * 100));
+        ShardSm::open(shard, SnapshotDir::open(dir).unwrap(), Arc::new(|_| {})).unwrap()
+    }
+
+    /// openraft's storage conformance suite: our log store with the keyspace state
+    /// machine.
+    #[tokio::test]
+    async fn conformance_suite_with_the_keyspace_state_machine() {
+        let base = temp_dir("conformance");
+        let n = AtomicU64::new(0);
+        crate::storage::raft_log::conformance::run_suite::<TypeConfig, _, _>(
+            FsyncPolicy::Always,
+            || sm_in(&base.join(n.fetch_add(1, Ordering::Relaxed).to_string())),
+        )
+        .await
+        .unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    fn entry(index: u64, time_ms: u64, seed: u64, op: Op) -> Entry {
+        openraft::Entry {
+            log_id: openraft::testing::log_id::<TypeConfig>(1, 1, index),
+            payload: EntryPayload::Normal(Logged(WriteEntry { time_ms, seed, op })),
+        }
+    }
+
+    async fn apply_all(sm: &mut ShardSm, entries: &[Entry]) {
+        let stream = futures_util::stream::iter(entries.iter().cloned().map(|e| Ok((e, None))));
+        sm.apply(stream).await.unwrap();
+    }
+
+    /// Two state machines applying the same log produce byte-identical snapshots, and
+    /// a third restored from one of them goes on identically (random choices included).
+    #[tokio::test]
+    async fn same_log_same_snapshot_bytes() {
+        let exec = |cmds: &[&[&str]]| Op::Exec(cmds.iter().map(|c| argv(c)).collect());
+        let mut log = vec![openraft::testing::membership_ent::<TypeConfig>(
+            1,
+            1,
+            1,
+            vec![[1, 2, 3].into()],
+        )];
+        let mut i = 2;
+        for round in 0..40u64 {
+            let k = format!("k{round}");
+            let ops = [
+                exec(&[&["SADD", "s", &k, "a", "b", "c"], &["HSET", "h", &k, "v"]]),
+                exec(&[&["SPOP", "s"]]),
+                exec(&[&["SET", &k, "v", "PX", "500"], &["INCRBYFLOAT", "f", "0.1"]]),
+                exec(&[
+                    &["ZADD", "z", &round.to_string(), &k],
+                    &["SRANDMEMBER", "s", "-3"],
+                ]),
+                Op::ExpireKeys(vec![bytes::Bytes::from(format!(
+                    "k{}",
+                    round.saturating_sub(3)
+                ))]),
+                exec(&[
+                    &["HRANDFIELD", "h", "2"],
+                    &["RPUSH", "l", &k],
+                    &["LPOP", "l"],
+                ]),
+            ];
+            for op in ops {
+                log.push(entry(i, 10_000 + round * 200, round * 7919 + i, op));
+                i += 1;
+            }
+        }
+        let (da, db, dc) = (temp_dir("a"), temp_dir("b"), temp_dir("c"));
+        let (mut a, mut b) = (sm_in(&da), sm_in(&db));
+        let half = log.len() / 2;
+        apply_all(&mut a, &log).await;
+        apply_all(&mut b, &log[..half]).await;
+        apply_all(&mut b, &log[half..]).await;
+        let sa = a.build_snapshot().await.unwrap();
+        let sb = b.build_snapshot().await.unwrap();
+        assert_eq!(sa.meta, sb.meta);
+        let (ba, bb) = (
+            std::fs::read(&sa.snapshot.path).unwrap(),
+            std::fs::read(&sb.snapshot.path).unwrap(),
+        );
+        assert!(ba.len() > 500, "the snapshot holds the state");
+        assert!(ba == bb, "same log, different snapshot bytes");
+        // A replica restored from the snapshot applies the rest of a longer log like the
+        // original (SPOP and SRANDMEMBER pick the same members).
+        let mut c = sm_in(&dc);
+        c.install_snapshot(&sa.meta, SnapFile::open(sa.snapshot.path.clone()).unwrap())
+            .await
+            .unwrap();
+        let more: Vec<Entry> = (0..30)
+            .map(|j| {
+                entry(
+                    i + j,
+                    50_000 + j,
+                    j,
+                    exec(&[&["SPOP", "s"], &["SADD", "s", &format!("x{j}")]]),
+                )
+            })
+            .collect();
+        apply_all(&mut a, &more).await;
+        apply_all(&mut c, &more).await;
+        let sa = a.build_snapshot().await.unwrap();
+        let sc = c.build_snapshot().await.unwrap();
+        assert!(
+            std::fs::read(&sa.snapshot.path).unwrap() == std::fs::read(&sc.snapshot.path).unwrap(),
+            "a restored replica diverged"
+        );
+        for d in [da, db, dc] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn watched_exec_aborts_when_a_digest_changed() {
+        let d = temp_dir("watch");
+        let mut sm = sm_in(&d);
+        let digest = |sm: &ShardSm| sm.shard().lock().ks.digest(b"w", 2_000);
+        apply_all(
+            &mut sm,
+            &[entry(1, 1_000, 1, Op::Exec(vec![argv(&["SET", "w", "1"])]))],
+        )
+        .await;
+        let seen = digest(&sm);
+        assert_ne!(seen, 0);
+        let guarded = |idx, val: &str| {
+            entry(
+                idx,
+                2_000,
+                idx,
+                Op::ExecWatched {
+                    watched: vec![(bytes::Bytes::from_static(b"w"), seen)],
+                    cmds: vec![argv(&["SET", "w", val])],
+                },
+            )
+        };
+        // Unchanged: runs. Then the value differs from what was watched: aborts.
+        apply_all(&mut sm, &[guarded(2, "2")]).await;
+        assert_eq!(
+            sm.shard()
+                .lock()
+                .ks
+                .peek(b"w", 2_000)
+                .map(|e| e.value.type_name()),
+            Some("string")
+        );
+        assert_ne!(digest(&sm), seen, "the guarded EXEC ran");
+        let after = digest(&sm);
+        apply_all(&mut sm, &[guarded(3, "3")]).await;
+        assert_eq!(digest(&sm), after, "a stale guard aborts the EXEC");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -42,12 +42,13 @@ pub fn watch(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
     let now = st.now();
     let mut w = server.waiters.lock().unwrap();
     for key in &a[1..] {
-        if c.watched.iter().any(|(k, _)| k == key) {
+        if c.watched.iter().any(|(k, _, _)| k == key) {
             continue;
         }
         let alive = st.ks.exists(key, now);
+        let digest = st.ks.digest(key, now);
         w.watch(&mut st.ks, c.id(), key, &c.watch_dirty);
-        c.watched.push((key.clone(), alive));
+        c.watched.push((key.clone(), alive, digest));
     }
     c.handle.info.lock().unwrap().watch = c.watched.len();
     Reply::ok()
@@ -57,7 +58,7 @@ pub fn unwatch_all(server: &Server, c: &mut ClientState) {
     if !c.watched.is_empty() {
         let mut st = server.shard.lock();
         let mut w = server.waiters.lock().unwrap();
-        for (key, _) in c.watched.drain(..) {
+        for (key, _, _) in c.watched.drain(..) {
             w.unwatch(&mut st.ks, c.handle.id, &key);
         }
     }
@@ -82,7 +83,7 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
     let broken = c.watch_dirty.load(Ordering::SeqCst)
         || c.watched
             .iter()
-            .any(|(k, alive)| *alive && !st.ks.exists(k, now));
+            .any(|(k, alive, _)| *alive && !st.ks.exists(k, now));
     if broken {
         drop(st);
         unwatch_all(server, c);
@@ -95,17 +96,34 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
     }
     if server.replica().is_some() {
         // Replicated: the data commands are one log entry, applied atomically on every
-        // replica; the answer is assembled once apply has returned.
+        // replica; the answer is assembled once apply has returned. Watched keys travel
+        // as digests: apply checks them at the entry's place in the log, so a write
+        // ordered before the EXEC by any node aborts it, as in Redis.
         drop(st);
+        let watched: Vec<(Bytes, u64)> =
+            c.watched.iter().map(|(k, _, d)| (k.clone(), *d)).collect();
         let finish: ExecFinish = Box::new(move |server, c, result| match result {
+            // No replies: a watched key had changed by the time the entry applied.
+            Ok(replies) if replies.is_empty() => {
+                unwatch_all(server, c);
+                Reply::NilArray
+            }
             Ok(replies) => assemble(server, c, queued, replies),
             Err(e) => {
                 unwatch_all(server, c);
                 e.reply()
             }
         });
+        let op = if watched.is_empty() {
+            Op::Exec(data)
+        } else {
+            Op::ExecWatched {
+                watched,
+                cmds: data,
+            }
+        };
         return Flow::Replicate(Replicate {
-            op: Op::Exec(data),
+            op,
             finish: Finish::Exec(finish),
         });
     }
