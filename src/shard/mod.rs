@@ -119,6 +119,10 @@ pub struct ShardState {
     /// part of a snapshot; empty for a shard without a log).
     pub raft_applied: Option<raft::LogId>,
     pub membership: raft::StoredMembership,
+    /// The latest time stamped into an applied entry. The shard's time never runs
+    /// behind it, so a new leader with a slower clock neither stamps older times nor
+    /// shows keys that expired under the previous leader.
+    log_time: u64,
 }
 
 /// The OOM refusal for a denyoom command under memory pressure.
@@ -148,6 +152,7 @@ impl Shard {
                 applied: 0,
                 raft_applied: None,
                 membership: Default::default(),
+                log_time: 0,
             }),
         }
     }
@@ -246,9 +251,16 @@ impl ShardState {
         self.ks.access_config = s.access;
     }
 
-    /// The shard's clock: the time writes are stamped with and reads judge TTLs by.
+    /// The shard's time: what writes are stamped with and reads judge TTLs by. The
+    /// local clock, but never behind a time already in the log.
     pub fn now(&self) -> u64 {
-        self.clock.now_ms()
+        self.clock.now_ms().max(self.log_time)
+    }
+
+    /// Brings a cached clock up to the system time (work that did not come from a
+    /// client read batch, e.g. a forwarded write).
+    pub fn refresh_clock(&self) {
+        self.clock.refresh();
     }
 
     /// The write path: stamps the time and a fresh seed into an entry, applies it and
@@ -276,6 +288,7 @@ impl ShardState {
     /// and the entry.
     pub fn apply(&mut self, entry: &WriteEntry) -> Vec<Reply> {
         self.applied += 1;
+        self.log_time = self.log_time.max(entry.time_ms);
         cmd::apply(&mut self.ks, entry, self.settings.limits)
     }
 

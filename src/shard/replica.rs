@@ -447,6 +447,7 @@ impl PeerHandler {
                         reply(respond, &ForwardOutcome::NotLeader(replica.leader()));
                         continue;
                     }
+                    replica.shard.lock().refresh_clock();
                     match replica.submit(req.op).await {
                         Err(ReplicaError::Unknown(why)) => {
                             reply(respond, &ForwardOutcome::Unknown(why))
