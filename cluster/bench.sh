@@ -9,31 +9,16 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=cluster/lib.sh
+. cluster/lib.sh
+
 N1=${N1:-200000}
 N16=${N16:-1000000}
 CLIENTS=${CLIENTS:-50}
 TESTS=${TESTS:-set,get,incr,lpush,rpop,sadd,hset,zadd}
 
-for tool in redis-server redis-benchmark redis-cli; do
-    command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found" >&2; exit 1; }
-done
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_ping() { # port name pid
-    for _ in $(seq 1 500); do
-        if redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG; then return 0; fi
-        kill -0 "$3" 2>/dev/null || { echo "bench.sh: $2 exited during startup" >&2; exit 1; }
-        sleep 0.02
-    done
-    echo "bench.sh: $2 on port $1 did not answer PING within 10 s" >&2
-    exit 1
-}
-
-echo "building release..." >&2
-cargo build --release --quiet
+need_tools cargo redis-server redis-benchmark redis-cli python3
+build_release
 
 REDIS_PORT=$(free_port)
 SHARDIS_PORT=$(free_port)
@@ -44,15 +29,6 @@ cleanup() {
     wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
-
-# With two or more cores the servers share one core and redis-benchmark gets another,
-# so neither server competes with the load generator (the ratios are far steadier).
-pin_server=()
-pin_client=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    pin_server=(taskset -c 1)
-    pin_client=(taskset -c 0)
-fi
 
 "${pin_server[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --loglevel warning >/dev/null &
