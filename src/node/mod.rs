@@ -90,6 +90,12 @@ pub async fn run(config: Config) -> io::Result<()> {
         election_timeout_max: et * 2,
         heartbeat_interval: config.heartbeat_interval.min(et / 3).max(1),
         enable_pre_vote: Some(true),
+        // Send new entries to followers as soon as they are written locally, so the
+        // leader's fsync and the followers' run in parallel.
+        broadcast_submitted_on_append: Some(true),
+        // A restarted leader goes through an election: its state machine is rebuilt
+        // from snapshot + log, and the committed index on disk may be a second old.
+        enable_leader_restore: Some(false),
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
         max_in_snapshot_log_to_keep: 1000.min(config.snapshot_entries),
         install_snapshot_timeout: 10_000,

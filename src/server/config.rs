@@ -87,7 +87,7 @@ impl Default for Config {
             peer_advertise_addr: String::new(),
             cluster_secret: String::new(),
             appendfsync: "always".into(),
-            election_timeout: 300,
+            election_timeout: 200,
             heartbeat_interval: 50,
             read_mode: "readindex".into(),
             follower_mode: "forward".into(),

@@ -103,6 +103,53 @@ pub struct Replica {
     pub cfg: ReplicaConfig,
     log_stats: LogStatsHandle,
     forward_ids: AtomicU64,
+    /// Operations waiting for the proposer (see [`Replica::submit`]).
+    queue: Mutex<Vec<Queued>>,
+    queued: tokio::sync::Notify,
+}
+
+type ReplyTx = oneshot::Sender<Result<Vec<Reply>, ReplicaError>>;
+
+struct Queued {
+    op: Op,
+    tx: ReplyTx,
+}
+
+/// A waiter that takes every reply of its entry (an operation not merged with others).
+const ALL: usize = usize::MAX;
+/// Bounds of one merged entry.
+const MERGE_MAX_COMMANDS: usize = 4096;
+const MERGE_MAX_BYTES: usize = 4 << 20;
+
+/// Groups queued operations into entries, in order: runs of plain command batches
+/// (`Op::Exec`) merge into one `Op::Exec` (each waiter gets its own commands' replies);
+/// anything else is an entry of its own.
+fn merge(items: Vec<Queued>) -> Vec<(Op, Vec<(usize, ReplyTx)>)> {
+    let mut out: Vec<(Op, Vec<(usize, ReplyTx)>)> = Vec::new();
+    let mut bytes = 0usize;
+    for Queued { op, tx } in items {
+        match op {
+            Op::Exec(cmds) => {
+                let size: usize = cmds.iter().flatten().map(|a| a.len() + 16).sum();
+                let n = cmds.len();
+                if let Some((Op::Exec(group), waiters)) = out.last_mut() {
+                    if waiters.iter().all(|(k, _)| *k != ALL)
+                        && group.len() + n <= MERGE_MAX_COMMANDS
+                        && bytes + size <= MERGE_MAX_BYTES
+                    {
+                        group.extend(cmds);
+                        waiters.push((n, tx));
+                        bytes += size;
+                        continue;
+                    }
+                }
+                bytes = size;
+                out.push((Op::Exec(cmds), vec![(n, tx)]));
+            }
+            other => out.push((other, vec![(ALL, tx)])),
+        }
+    }
+    out
 }
 
 type WriteResult = Result<ClientWriteResponse<TypeConfig>, ClientWriteError<TypeConfig>>;
@@ -115,15 +162,19 @@ impl Replica {
         cfg: ReplicaConfig,
         log_stats: LogStatsHandle,
     ) -> Arc<Replica> {
-        Arc::new(Replica {
+        let replica = Arc::new(Replica {
             log_stats,
+            queue: Mutex::new(Vec::new()),
+            queued: tokio::sync::Notify::new(),
             shard: sm.shard().clone(),
             raft,
             sm,
             transport,
             cfg,
             forward_ids: AtomicU64::new(1),
-        })
+        });
+        tokio::spawn(replica.clone().proposer());
+        replica
     }
 
     pub fn is_leader(&self) -> bool {
@@ -220,10 +271,43 @@ impl Replica {
         }
     }
 
-    /// Proposes an operation on this node, which must be the leader: stamps it with
-    /// the leader's time and a seed and hands it to Raft. The returned wait yields
-    /// apply's replies. Writes submitted one after another are applied in that order.
+    /// Proposes an operation on this node, which must be the leader. The returned wait
+    /// yields apply's replies for this operation. Operations submitted one after
+    /// another are applied in that order.
+    ///
+    /// Submissions queue up while the proposer is busy or until the other tasks of the
+    /// current scheduling round have run (as Redis batches one event-loop iteration),
+    /// then consecutive command batches — pipelined commands, other clients' commands,
+    /// MULTI blocks — become one log entry, stamped with one time and seed and applied
+    /// atomically in queue order. Fewer, bigger entries: one Raft round and one fsync
+    /// per batch instead of per command.
     pub async fn submit(&self, op: Op) -> Result<PendingWrite, ReplicaError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.lock().unwrap().push(Queued { op, tx });
+        self.queued.notify_one();
+        Ok(PendingWrite { rx })
+    }
+
+    /// The proposer: drains the queue, merges consecutive command batches into one
+    /// entry, proposes each entry in queue order and routes the replies back.
+    async fn proposer(self: Arc<Replica>) {
+        loop {
+            self.queued.notified().await;
+            // Let the connections that are ready this round add their commands first.
+            tokio::task::yield_now().await;
+            loop {
+                let items = std::mem::take(&mut *self.queue.lock().unwrap());
+                if items.is_empty() {
+                    break;
+                }
+                for (op, waiters) in merge(items) {
+                    self.propose(op, waiters).await;
+                }
+            }
+        }
+    }
+
+    async fn propose(&self, op: Op, waiters: Vec<(usize, ReplyTx)>) {
         let entry = self.shard.lock().stamp(op);
         let (responder, rx) =
             openraft::impls::ProgressResponder::<TypeConfig, WriteResult>::complete_only();
@@ -234,9 +318,11 @@ impl Replica {
             .await
             .is_err()
         {
-            return Err(ReplicaError::NoLeader);
+            for (_, tx) in waiters {
+                let _ = tx.send(Err(ReplicaError::NoLeader));
+            }
+            return;
         }
-        let (tx, out) = oneshot::channel();
         let timeout = self.cfg.write_timeout;
         tokio::spawn(async move {
             let r = match tokio::time::timeout(timeout, rx).await {
@@ -251,9 +337,25 @@ impl Replica {
                 Ok(Ok(Err(ClientWriteError::ForwardToLeader(_)))) => Err(ReplicaError::NoLeader),
                 Ok(Ok(Err(e))) => Err(ReplicaError::Unknown(format!("leadership changed ({e})"))),
             };
-            let _ = tx.send(r);
+            match r {
+                Err(e) => {
+                    for (_, tx) in waiters {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+                Ok(replies) => {
+                    let mut replies = replies.into_iter();
+                    for (n, tx) in waiters {
+                        let mine: Vec<Reply> = if n == ALL {
+                            replies.by_ref().collect()
+                        } else {
+                            replies.by_ref().take(n).collect()
+                        };
+                        let _ = tx.send(Ok(mine));
+                    }
+                }
+            }
         });
-        Ok(PendingWrite { rx: out })
     }
 
     /// Writes an operation wherever this node stands: proposes it as the leader,
@@ -382,9 +484,12 @@ impl Replica {
             return false;
         };
         let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+        // Only a follower we are connected to can take over (a stopped one would just
+        // let the wait run out).
+        let live: BTreeSet<u64> = self.transport.connected_peers().into_iter().collect();
         let target = repl
             .iter()
-            .filter(|(id, _)| **id != self.cfg.node_id && voters.contains(id))
+            .filter(|(id, _)| **id != self.cfg.node_id && voters.contains(id) && live.contains(id))
             .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index))
             .map(|(id, _)| *id);
         let Some(target) = target else {
