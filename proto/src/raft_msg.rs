@@ -14,7 +14,8 @@ pub mod kind {
     pub const PRE_VOTE: u16 = 3;
     pub const TRANSFER_LEADER: u16 = 4;
     pub const SNAPSHOT_CHUNK: u16 = 5;
-    /// A write a follower forwards to its leader.
+    /// Writes a follower forwards to its leader: a `Vec<ForwardWrite>`, proposed in
+    /// order; the answer is a `Vec<ForwardOutcome>`, one per write.
     pub const FORWARD_WRITE: u16 = 10;
     /// A follower asks the leader for a read index (linearizable follower reads).
     pub const READ_INDEX: u16 = 11;

@@ -142,15 +142,11 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                             // follower too: the next read takes a fresh read index.
                             barrier_done = false;
                             match rep.finish {
-                                Finish::One if replica.is_leader() => match replica.submit(rep.op).await {
-                                    Ok(p) => inflight.push_back((p, silent)),
-                                    Err(e) => {
-                                        drain(&mut inflight, client.proto, &mut out).await;
-                                        if !silent {
-                                            encode(&e.reply(), client.proto, &mut out);
-                                        }
-                                    }
-                                },
+                                // Proposed (leader) or forwarded (follower) without
+                                // waiting: a pipeline's writes travel together.
+                                Finish::One if !replica.cfg.redirect || replica.is_leader() => {
+                                    inflight.push_back((replica.enqueue(rep.op), silent));
+                                }
                                 Finish::One => {
                                     drain(&mut inflight, client.proto, &mut out).await;
                                     let r = first_reply(replica.write(rep.op).await);

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// How reads are made linearizable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,9 +103,12 @@ pub struct Replica {
     pub cfg: ReplicaConfig,
     log_stats: LogStatsHandle,
     forward_ids: AtomicU64,
-    /// Operations waiting for the proposer (see [`Replica::submit`]).
+    /// Operations waiting for the proposer (see [`Replica::enqueue`]).
     queue: Mutex<Vec<Queued>>,
     queued: tokio::sync::Notify,
+    /// A follower's writes waiting for the forwarder.
+    fwd_queue: Mutex<Vec<Queued>>,
+    fwd_queued: tokio::sync::Notify,
 }
 
 type ReplyTx = oneshot::Sender<Result<Vec<Reply>, ReplicaError>>;
@@ -166,6 +169,8 @@ impl Replica {
             log_stats,
             queue: Mutex::new(Vec::new()),
             queued: tokio::sync::Notify::new(),
+            fwd_queue: Mutex::new(Vec::new()),
+            fwd_queued: tokio::sync::Notify::new(),
             shard: sm.shard().clone(),
             raft,
             sm,
@@ -174,6 +179,7 @@ impl Replica {
             forward_ids: AtomicU64::new(1),
         });
         tokio::spawn(replica.clone().proposer());
+        tokio::spawn(replica.clone().forwarder());
         replica
     }
 
@@ -271,9 +277,8 @@ impl Replica {
         }
     }
 
-    /// Proposes an operation on this node, which must be the leader. The returned wait
-    /// yields apply's replies for this operation. Operations submitted one after
-    /// another are applied in that order.
+    /// Queues an operation for the log. The returned wait yields apply's replies for
+    /// this operation. Operations queued one after another are applied in that order.
     ///
     /// Submissions queue up while the proposer is busy or until the other tasks of the
     /// current scheduling round have run (as Redis batches one event-loop iteration),
@@ -281,11 +286,103 @@ impl Replica {
     /// MULTI blocks — become one log entry, stamped with one time and seed and applied
     /// atomically in queue order. Fewer, bigger entries: one Raft round and one fsync
     /// per batch instead of per command.
-    pub async fn submit(&self, op: Op) -> Result<PendingWrite, ReplicaError> {
+    ///
+    /// On a follower the operation queues for the forwarder instead, which sends what
+    /// queued up to the leader in one request.
+    pub fn enqueue(&self, op: Op) -> PendingWrite {
         let (tx, rx) = oneshot::channel();
-        self.queue.lock().unwrap().push(Queued { op, tx });
-        self.queued.notify_one();
-        Ok(PendingWrite { rx })
+        if self.is_leader() {
+            self.queue.lock().unwrap().push(Queued { op, tx });
+            self.queued.notify_one();
+        } else {
+            self.fwd_queue.lock().unwrap().push(Queued { op, tx });
+            self.fwd_queued.notify_one();
+        }
+        PendingWrite { rx }
+    }
+
+    /// The forwarder of a follower: sends what queued up as one batch to the leader,
+    /// waits for its outcomes, and meanwhile the next batch queues up. A batch is never
+    /// resent once it may have arrived, so a forwarded write applies at most once.
+    async fn forwarder(self: Arc<Replica>) {
+        loop {
+            self.fwd_queued.notified().await;
+            tokio::task::yield_now().await;
+            loop {
+                let items = std::mem::take(&mut *self.fwd_queue.lock().unwrap());
+                if items.is_empty() {
+                    break;
+                }
+                self.forward_batch(items).await;
+            }
+        }
+    }
+
+    async fn forward_batch(&self, items: Vec<Queued>) {
+        let fail = |items: Vec<Queued>, e: ReplicaError| {
+            for q in items {
+                let _ = q.tx.send(Err(e.clone()));
+            }
+        };
+        let Some((leader, _)) = self.wait_leader().await else {
+            return fail(items, ReplicaError::NoLeader);
+        };
+        if leader == self.cfg.node_id {
+            // We became the leader meanwhile: propose them here, still in order.
+            self.queue.lock().unwrap().extend(items);
+            self.queued.notify_one();
+            return;
+        }
+        let (ops, txs): (Vec<ForwardWrite>, Vec<ReplyTx>) = items
+            .into_iter()
+            .map(|q| {
+                let id =
+                    (self.cfg.node_id << 40) ^ self.forward_ids.fetch_add(1, Ordering::Relaxed);
+                (
+                    ForwardWrite {
+                        request_id: id,
+                        op: q.op,
+                    },
+                    q.tx,
+                )
+            })
+            .unzip();
+        let out = self
+            .transport
+            .call(
+                leader,
+                self.cfg.group,
+                kind::FORWARD_WRITE,
+                raft_msg::encode(&ops),
+                self.cfg.write_timeout,
+            )
+            .await;
+        let outcomes = match out.map(|b| raft_msg::decode::<Vec<ForwardOutcome>>(&b)) {
+            Ok(Ok(o)) if o.len() == txs.len() => o,
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                let e = ReplicaError::Unknown("bad answer from the leader".into());
+                return txs.into_iter().for_each(|t| drop(t.send(Err(e.clone()))));
+            }
+            Err(CallError::Unreachable(_)) | Err(CallError::Refused(_)) => {
+                return txs
+                    .into_iter()
+                    .for_each(|t| drop(t.send(Err(ReplicaError::NoLeader))));
+            }
+            Err(e) => {
+                let e = ReplicaError::Unknown(format!("lost contact with the leader ({e:?})"));
+                return txs.into_iter().for_each(|t| drop(t.send(Err(e.clone()))));
+            }
+        };
+        for (o, tx) in outcomes.into_iter().zip(txs) {
+            let r = match o {
+                ForwardOutcome::Applied(replies) => raft_msg::decode::<Applied>(&replies)
+                    .map(|a| a.0)
+                    .map_err(ReplicaError::Unknown),
+                ForwardOutcome::NotLeader(_) => Err(ReplicaError::NoLeader),
+                ForwardOutcome::Unknown(why) => Err(ReplicaError::Unknown(why)),
+            };
+            let _ = tx.send(r);
+        }
     }
 
     /// The proposer: drains the queue, merges consecutive command batches into one
@@ -361,57 +458,14 @@ impl Replica {
     /// Writes an operation wherever this node stands: proposes it as the leader,
     /// forwards it to the leader, or (redirect mode) names the leader.
     pub async fn write(&self, op: Op) -> Result<Vec<Reply>, ReplicaError> {
-        if self.is_leader() {
-            return self.submit(op).await?.wait().await;
+        if !self.is_leader() && self.cfg.redirect {
+            return match self.wait_leader().await {
+                Some((id, _)) if id == self.cfg.node_id => self.enqueue(op).wait().await,
+                Some((_, node)) => Err(ReplicaError::Moved(node.client)),
+                None => Err(ReplicaError::NoLeader),
+            };
         }
-        let Some((leader, node)) = self.wait_leader().await else {
-            return Err(ReplicaError::NoLeader);
-        };
-        if leader == self.cfg.node_id {
-            return self.submit(op).await?.wait().await;
-        }
-        if self.cfg.redirect {
-            return Err(ReplicaError::Moved(node.client));
-        }
-        self.forward(leader, op).await
-    }
-
-    async fn forward(&self, leader: u64, op: Op) -> Result<Vec<Reply>, ReplicaError> {
-        let req = ForwardWrite {
-            request_id: (self.cfg.node_id << 40) ^ self.forward_ids.fetch_add(1, Ordering::Relaxed),
-            op,
-        };
-        let body = raft_msg::encode(&req);
-        // Never resent once it may have arrived: a forwarded write applies at most once.
-        let out = self
-            .transport
-            .call(
-                leader,
-                self.cfg.group,
-                kind::FORWARD_WRITE,
-                body,
-                self.cfg.write_timeout,
-            )
-            .await;
-        let out = match out {
-            Ok(b) => b,
-            Err(CallError::Unreachable(_)) | Err(CallError::Refused(_)) => {
-                return Err(ReplicaError::NoLeader)
-            }
-            Err(e) => {
-                return Err(ReplicaError::Unknown(format!(
-                    "lost contact with the leader ({e:?})"
-                )))
-            }
-        };
-        match raft_msg::decode::<ForwardOutcome>(&out) {
-            Ok(ForwardOutcome::Applied(replies)) => raft_msg::decode::<Applied>(&replies)
-                .map(|a| a.0)
-                .map_err(ReplicaError::Unknown),
-            Ok(ForwardOutcome::NotLeader(_)) => Err(ReplicaError::NoLeader),
-            Ok(ForwardOutcome::Unknown(why)) => Err(ReplicaError::Unknown(why)),
-            Err(e) => Err(ReplicaError::Unknown(e)),
-        }
+        self.enqueue(op).wait().await
     }
 
     /// Makes the local state fit for a linearizable read: on return, everything
@@ -515,8 +569,6 @@ impl Replica {
 /// order), read indexes, joins and snapshot chunks.
 pub struct PeerHandler {
     replica: OnceLock<Arc<Replica>>,
-    forwards: mpsc::UnboundedSender<(ForwardWrite, Responder)>,
-    forwards_rx: Mutex<Option<mpsc::UnboundedReceiver<(ForwardWrite, Responder)>>>,
     incoming: Mutex<HashMap<(u64, u64), Incoming>>,
 }
 
@@ -532,48 +584,15 @@ fn reply<T: serde::Serialize>(r: Responder, v: &T) {
 
 impl PeerHandler {
     pub fn new() -> Arc<PeerHandler> {
-        let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(PeerHandler {
             replica: OnceLock::new(),
-            forwards: tx,
-            forwards_rx: Mutex::new(Some(rx)),
             incoming: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Connects the handler to its replica once Raft is up; starts the forwarded-write
-    /// proposer.
+    /// Connects the handler to its replica once Raft is up.
     pub fn attach(&self, replica: Arc<Replica>) {
-        let _ = self.replica.set(replica.clone());
-        if let Some(mut rx) = self.forwards_rx.lock().unwrap().take() {
-            tokio::spawn(async move {
-                while let Some((req, respond)) = rx.recv().await {
-                    if !replica.is_leader() {
-                        reply(respond, &ForwardOutcome::NotLeader(replica.leader()));
-                        continue;
-                    }
-                    replica.shard.lock().refresh_clock();
-                    match replica.submit(req.op).await {
-                        Err(ReplicaError::Unknown(why)) => {
-                            reply(respond, &ForwardOutcome::Unknown(why))
-                        }
-                        Err(_) => reply(respond, &ForwardOutcome::NotLeader(replica.leader())),
-                        Ok(pending) => {
-                            tokio::spawn(async move {
-                                let out = match pending.wait().await {
-                                    Ok(replies) => {
-                                        ForwardOutcome::Applied(raft_msg::encode(&Applied(replies)))
-                                    }
-                                    Err(ReplicaError::Unknown(why)) => ForwardOutcome::Unknown(why),
-                                    Err(_) => ForwardOutcome::NotLeader(None),
-                                };
-                                reply(respond, &out);
-                            });
-                        }
-                    }
-                }
-            });
-        }
+        let _ = self.replica.set(replica);
     }
 
     fn snapshot_chunk(
@@ -672,10 +691,32 @@ impl Handler for PeerHandler {
                 Err(e) => respond.send(Err(e)),
                 Ok(c) => self.snapshot_chunk(replica, from, c, respond),
             },
-            kind::FORWARD_WRITE => match raft_msg::decode::<ForwardWrite>(&body) {
+            kind::FORWARD_WRITE => match raft_msg::decode::<Vec<ForwardWrite>>(&body) {
                 Err(e) => respond.send(Err(e)),
-                Ok(req) => {
-                    let _ = self.forwards.send((req, respond));
+                Ok(reqs) => {
+                    if !replica.is_leader() {
+                        let not = ForwardOutcome::NotLeader(replica.leader());
+                        reply(respond, &vec![not; reqs.len()]);
+                        return;
+                    }
+                    // Queued here, on the connection's reader, so forwarded writes keep
+                    // their arrival order.
+                    replica.shard.lock().refresh_clock();
+                    let pending: Vec<PendingWrite> =
+                        reqs.into_iter().map(|r| replica.enqueue(r.op)).collect();
+                    tokio::spawn(async move {
+                        let mut out = Vec::with_capacity(pending.len());
+                        for p in pending {
+                            out.push(match p.wait().await {
+                                Ok(replies) => {
+                                    ForwardOutcome::Applied(raft_msg::encode(&Applied(replies)))
+                                }
+                                Err(ReplicaError::Unknown(why)) => ForwardOutcome::Unknown(why),
+                                Err(_) => ForwardOutcome::NotLeader(None),
+                            });
+                        }
+                        reply(respond, &out);
+                    });
                 }
             },
             kind::READ_INDEX => {
