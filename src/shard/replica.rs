@@ -135,11 +135,9 @@ fn merge(items: Vec<Queued>) -> Vec<(Op, Vec<(usize, ReplyTx)>)> {
             Op::Exec(cmds) => {
                 let size: usize = cmds.iter().flatten().map(|a| a.len() + 16).sum();
                 let n = cmds.len();
+                // An Exec group's waiters are never ALL (only unmerged ops are).
                 if let Some((Op::Exec(group), waiters)) = out.last_mut() {
-                    if waiters.iter().all(|(k, _)| *k != ALL)
-                        && group.len() + n <= MERGE_MAX_COMMANDS
-                        && bytes + size <= MERGE_MAX_BYTES
-                    {
+                    if group.len() + n <= MERGE_MAX_COMMANDS && bytes + size <= MERGE_MAX_BYTES {
                         group.extend(cmds);
                         waiters.push((n, tx));
                         bytes += size;
@@ -754,5 +752,67 @@ impl Handler for PeerHandler {
             },
             other => respond.send(Err(format!("unknown request kind {other}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::testing::argv;
+
+    fn q(op: Op) -> (Queued, oneshot::Receiver<Result<Vec<Reply>, ReplicaError>>) {
+        let (tx, rx) = oneshot::channel();
+        (Queued { op, tx }, rx)
+    }
+
+    #[test]
+    fn merge_keeps_order_and_groups_only_consecutive_command_batches() {
+        let exec = |n: usize| {
+            Op::Exec(
+                (0..n)
+                    .map(|i| argv(&["SET", &format!("k{i}"), "v"]))
+                    .collect(),
+            )
+        };
+        let ops = vec![
+            exec(1),
+            exec(3),
+            Op::ExpireKeys(vec![bytes::Bytes::from_static(b"x")]),
+            exec(2),
+            Op::ExecWatched {
+                watched: vec![],
+                cmds: vec![argv(&["INCR", "c"])],
+            },
+            exec(1),
+        ];
+        let items: Vec<Queued> = ops.into_iter().map(|op| q(op).0).collect();
+        let groups = merge(items);
+        let shape: Vec<(String, Vec<usize>)> = groups
+            .iter()
+            .map(|(op, w)| {
+                let kind = match op {
+                    Op::Exec(c) => format!("exec{}", c.len()),
+                    Op::ExpireKeys(_) => "expire".into(),
+                    Op::ExecWatched { .. } => "watched".into(),
+                    Op::EvictKeys(_) => "evict".into(),
+                };
+                (kind, w.iter().map(|(n, _)| *n).collect())
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("exec4".to_string(), vec![1, 3]),
+                ("expire".to_string(), vec![ALL]),
+                ("exec2".to_string(), vec![2]),
+                ("watched".to_string(), vec![ALL]),
+                ("exec1".to_string(), vec![1]),
+            ]
+        );
+        // A merged entry never exceeds its bound.
+        let big: Vec<Queued> = (0..3)
+            .map(|_| q(exec(MERGE_MAX_COMMANDS / 2 + 1)).0)
+            .collect();
+        assert_eq!(merge(big).len(), 3);
     }
 }
