@@ -86,6 +86,8 @@ fn main() {
                         .unwrap_or_else(|_| filter.into()),
                 )
                 .with_writer(std::io::stderr)
+                // Colours only on a terminal: node logs usually go to files.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             // One serving thread (the default) runs on a current-thread runtime: no
             // cross-thread wake-ups or work stealing, like Redis's single event loop.
