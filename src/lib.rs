@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod keyspace;
 pub mod node;
 pub mod resp;
+pub mod router;
 pub mod server;
 pub mod shard;
 pub mod storage;

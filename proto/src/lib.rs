@@ -4,6 +4,7 @@
 //! decoding (see the tests at the bottom of each module).
 
 pub mod entry;
+pub mod map;
 pub mod node;
 pub mod peer;
 pub mod raft_msg;
