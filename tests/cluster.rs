@@ -450,7 +450,7 @@ fn sigterm_hands_leadership_over() {
 }
 
 #[test]
-fn redirect_mode_names_the_leader() {
+fn redirect_mode_and_pubsub_across_nodes() {
     let cl = Cluster::start("redirect", 3, &["--follower-mode", "redirect"]);
     let l = cl.leader();
     let f = (l + 1) % 3;
@@ -460,6 +460,20 @@ fn redirect_mode_names_the_leader() {
         Frame::Error(format!("MOVED 0 127.0.0.1:{}", cl.nodes[l].port).into_bytes())
     );
     assert_eq!(cl.nodes[l].conn().cmd(&["SET", "k", "v"]), ok());
+    // PUBLISH on one node reaches subscribers on the others (the count is this node's).
+    let mut sub = cl.nodes[f].conn();
+    assert_eq!(
+        sub.cmd(&["SUBSCRIBE", "news"]),
+        Frame::Array(vec![bulk("subscribe"), bulk("news"), Frame::Int(1)])
+    );
+    assert_eq!(
+        cl.nodes[l].conn().cmd(&["PUBLISH", "news", "hello"]),
+        Frame::Int(0)
+    );
+    assert_eq!(
+        sub.read(),
+        Frame::Array(vec![bulk("message"), bulk("news"), bulk("hello")])
+    );
 }
 
 /// kill -9 a node (the leader every other round) under a concurrent writer, restart

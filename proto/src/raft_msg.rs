@@ -21,6 +21,16 @@ pub mod kind {
     pub const READ_INDEX: u16 = 11;
     /// A new node asks to be added to the group.
     pub const JOIN: u16 = 12;
+    /// A message published on one node, for the subscribers of the others.
+    pub const PUBLISH: u16 = 13;
+}
+
+/// PUBLISH (or SPUBLISH, `shard_channel`) relayed to the other nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    pub shard_channel: bool,
+    pub channel: Bytes,
+    pub message: Bytes,
 }
 
 /// A write forwarded to the leader. `request_id` is unique per sending node and

@@ -135,6 +135,17 @@ pub async fn run(config: Config) -> io::Result<()> {
         log_stats,
     );
     handler.attach(replica.clone());
+    let weak = Arc::downgrade(&server);
+    handler.set_on_publish(move |p| {
+        if let Some(s) = weak.upgrade() {
+            let kind = if p.shard_channel {
+                crate::server::pubsub::Kind::Shard
+            } else {
+                crate::server::pubsub::Kind::Channel
+            };
+            s.pubsub.publish(kind, &p.channel, &p.message);
+        }
+    });
     server.set_replica(replica.clone());
 
     if !raft.is_initialized().await.map_err(other)? {

@@ -15,7 +15,7 @@ use openraft::error::ClientWriteError;
 use openraft::raft::{ClientWriteResponse, ReadPolicy};
 use openraft::ChangeMembers;
 use proto::raft_msg::{
-    self, kind, ForwardOutcome, ForwardWrite, JoinOutcome, JoinRequest, ReadIndexOutcome,
+    self, kind, ForwardOutcome, ForwardWrite, JoinOutcome, JoinRequest, Publish, ReadIndexOutcome,
     SnapshotChunk,
 };
 use proto::{NodeAddr, Op};
@@ -512,6 +512,27 @@ impl Replica {
             .map_err(|_| ReplicaError::NoLeader)
     }
 
+    /// Relays a published message to every other member (fire and forget; one
+    /// connection per peer keeps a publisher's messages in order).
+    pub fn broadcast_publish(&self, msg: &Publish) {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let body = raft_msg::encode(msg);
+        for (id, _) in m.membership_config.membership().nodes() {
+            if *id == self.cfg.node_id {
+                continue;
+            }
+            let (t, id, body, group) = (self.transport.clone(), *id, body.clone(), self.cfg.group);
+            tokio::spawn(async move {
+                if let Err(e) = t
+                    .call(id, group, kind::PUBLISH, body, Duration::from_secs(1))
+                    .await
+                {
+                    tracing::debug!(peer = id, error = ?e, "relaying a published message failed");
+                }
+            });
+        }
+    }
+
     /// Adds a node to the group as a voter (run on the leader).
     pub async fn add_voter(&self, id: u64, addr: NodeAddr) -> Result<(), String> {
         self.raft
@@ -567,6 +588,8 @@ impl Replica {
 /// order), read indexes, joins and snapshot chunks.
 pub struct PeerHandler {
     replica: OnceLock<Arc<Replica>>,
+    /// Delivers a message published on another node to this node's subscribers.
+    on_publish: OnceLock<Box<dyn Fn(Publish) + Send + Sync>>,
     incoming: Mutex<HashMap<(u64, u64), Incoming>>,
 }
 
@@ -584,8 +607,14 @@ impl PeerHandler {
     pub fn new() -> Arc<PeerHandler> {
         Arc::new(PeerHandler {
             replica: OnceLock::new(),
+            on_publish: OnceLock::new(),
             incoming: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Where messages published on other nodes go (the server's pub/sub).
+    pub fn set_on_publish(&self, f: impl Fn(Publish) + Send + Sync + 'static) {
+        let _ = self.on_publish.set(Box::new(f));
     }
 
     /// Connects the handler to its replica once Raft is up.
@@ -715,6 +744,15 @@ impl Handler for PeerHandler {
                         }
                         reply(respond, &out);
                     });
+                }
+            },
+            kind::PUBLISH => match raft_msg::decode::<Publish>(&body) {
+                Err(e) => respond.send(Err(e)),
+                Ok(p) => {
+                    if let Some(f) = self.on_publish.get() {
+                        f(p);
+                    }
+                    respond.send(Ok(Bytes::new()));
                 }
             },
             kind::READ_INDEX => {
