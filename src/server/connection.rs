@@ -340,16 +340,17 @@ async fn blocking_write(
                 None => std::future::pending().await,
             }
         };
-        let woke = tokio::select! {
-            _ = &mut rx => true,
-            _ = sleep => false,
-            _ = client.handle.kill_notify.notified() => { unblock(ticket); client.handle.info.lock().unwrap().blocked = false; return None }
-            _ = shutdown.changed() => { unblock(ticket); client.handle.info.lock().unwrap().blocked = false; return None }
+        // Some(answer) ends the wait; None means a key changed: try again.
+        let end = tokio::select! {
+            _ = &mut rx => None,
+            _ = sleep => Some(Some(Reply::NilArray)),
+            _ = client.handle.kill_notify.notified() => Some(None),
+            _ = shutdown.changed() => Some(None),
         };
         client.handle.info.lock().unwrap().blocked = false;
-        if !woke {
-            unblock(ticket);
-            return Some(Reply::NilArray);
+        if let Some(answer) = end {
+            unblock(ticket); // still registered: nothing woke it
+            return answer;
         }
     }
 }

@@ -466,15 +466,19 @@ impl Replica {
         self.enqueue(op).wait().await
     }
 
+    /// openraft's read policy for this replica's read mode.
+    fn read_policy(&self) -> ReadPolicy {
+        match self.cfg.read_mode {
+            ReadMode::ReadIndex => ReadPolicy::ReadIndex,
+            ReadMode::Lease => ReadPolicy::LeaseRead,
+        }
+    }
+
     /// Makes the local state fit for a linearizable read: on return, everything
     /// committed before the call has been applied here.
     pub async fn read_barrier(&self) -> Result<(), ReplicaError> {
         let index = if self.is_leader() {
-            let policy = match self.cfg.read_mode {
-                ReadMode::ReadIndex => ReadPolicy::ReadIndex,
-                ReadMode::Lease => ReadPolicy::LeaseRead,
-            };
-            match self.raft.ensure_linearizable(policy).await {
+            match self.raft.ensure_linearizable(self.read_policy()).await {
                 Ok(_) => return Ok(()),
                 Err(_) => return Err(ReplicaError::NoLeader),
             }
@@ -760,11 +764,7 @@ impl Handler for PeerHandler {
                     let out = if !replica.is_leader() {
                         ReadIndexOutcome::NotLeader(replica.leader())
                     } else {
-                        let policy = match replica.cfg.read_mode {
-                            ReadMode::ReadIndex => ReadPolicy::ReadIndex,
-                            ReadMode::Lease => ReadPolicy::LeaseRead,
-                        };
-                        match replica.raft.get_read_log_id(policy).await {
+                        match replica.raft.get_read_log_id(replica.read_policy()).await {
                             Ok((read, _)) => ReadIndexOutcome::Index(read.index()),
                             Err(_) => ReadIndexOutcome::NotLeader(replica.leader()),
                         }
