@@ -24,6 +24,8 @@ struct Node {
     extra: Vec<String>,
     child: Option<Child>,
     output: Arc<Mutex<Vec<u8>>>,
+    /// Answered PING once: its ports are now part of the cluster's membership.
+    started: bool,
 }
 
 impl Node {
@@ -36,30 +38,56 @@ impl Node {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             output: Arc::new(Mutex::new(Vec::new())),
+            started: false,
         }
     }
 
+    /// Starts the node and waits until it answers PING. On a first start, a port taken
+    /// by another process meanwhile (free_port's race) means new ports and a retry.
     fn start(&mut self, how: &[String]) {
         assert!(self.child.is_none(), "node {} already running", self.id);
-        let mut c = Command::new(BIN);
-        c.args(["server", "--node-id", &self.id.to_string()])
-            .args(["--port", &self.port.to_string()])
-            .args(["--peer-port", &self.peer_port.to_string()])
-            .args(["--dir", self.dir.to_str().unwrap()])
-            .args(&self.extra)
-            .args(how)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn shardis");
-        pipe(child.stdout.take().unwrap(), self.output.clone());
-        pipe(child.stderr.take().unwrap(), self.output.clone());
-        self.child = Some(child);
-        wait_for(
-            &format!("node {} to answer PING", self.id),
-            Duration::from_secs(10),
-            || self.try_conn().is_some(),
-        );
+        for _attempt in 0..5 {
+            let mut c = Command::new(BIN);
+            c.args(["server", "--node-id", &self.id.to_string()])
+                .args(["--port", &self.port.to_string()])
+                .args(["--peer-port", &self.peer_port.to_string()])
+                .args(["--dir", self.dir.to_str().unwrap()])
+                .args(&self.extra)
+                .args(how)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = c.spawn().expect("spawn shardis");
+            pipe(child.stdout.take().unwrap(), self.output.clone());
+            pipe(child.stderr.take().unwrap(), self.output.clone());
+            self.child = Some(child);
+            let end = Instant::now() + Duration::from_secs(10);
+            loop {
+                let exited = self.child.as_mut().unwrap().try_wait().ok().flatten();
+                if let Some(status) = exited {
+                    self.child = None;
+                    let out = self.output();
+                    if !self.started && out.to_ascii_lowercase().contains("in use") {
+                        self.port = free_port();
+                        self.peer_port = free_port();
+                        break; // retry on other ports
+                    }
+                    panic!("node {} exited ({status}) during startup:\n{out}", self.id);
+                }
+                if self.try_conn().is_some() {
+                    self.started = true;
+                    return;
+                }
+                assert!(
+                    Instant::now() < end,
+                    "timed out after 10s waiting for node {} to answer PING:\n{}",
+                    self.id,
+                    self.output()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("node {}: no free ports after 5 attempts", self.id);
     }
 
     fn peer(&self) -> String {
