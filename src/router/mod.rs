@@ -81,6 +81,29 @@ pub fn initial_map(nodes: BTreeMap<u64, NodeAddr>, shards: u64, r: usize) -> Clu
     map
 }
 
+/// What a node knows of the cluster at one moment: the newest committed map, its own
+/// id, and the leader it believes each shard has (`None` while unknown, e.g. during an
+/// election). CLUSTER SLOTS/SHARDS/NODES/INFO and MOVED are answered from it.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub map: std::sync::Arc<ClusterMap>,
+    pub my_id: u64,
+    pub leaders: BTreeMap<u64, Option<u64>>,
+}
+
+impl ClusterView {
+    /// The node believed to lead `shard`.
+    pub fn leader_of(&self, shard: u64) -> Option<u64> {
+        self.leaders.get(&shard).copied().flatten()
+    }
+
+    /// Whether every slot belongs to a shard with a known leader (`cluster_state:ok`).
+    pub fn all_slots_served(&self) -> bool {
+        self.map.covers_all_slots()
+            && self.map.ranges.iter().all(|r| self.leader_of(r.shard).is_some())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
