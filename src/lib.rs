@@ -3,6 +3,7 @@
 
 pub mod cmd;
 pub mod keyspace;
+pub mod meta;
 pub mod node;
 pub mod resp;
 pub mod router;

@@ -23,6 +23,27 @@ pub mod kind {
     pub const JOIN: u16 = 12;
     /// A message published on one node, for the subscribers of the others.
     pub const PUBLISH: u16 = 13;
+    /// Client commands for a shard the sending node does not host: a
+    /// `ForwardCommands`; the answer is the replies, encoded by the server layer.
+    pub const FORWARD_COMMANDS: u16 = 14;
+    /// A node tells the others which shards it leads: `LeaderHints`, no answer body.
+    pub const LEADER_HINTS: u16 = 15;
+}
+
+/// Commands a node runs for a client of another node, in order, as that client would
+/// (`resp3`: the client's protocol), against its replica of `shard`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForwardCommands {
+    pub shard: u64,
+    pub resp3: bool,
+    pub cmds: Vec<Vec<Bytes>>,
+}
+
+/// The shards a node leads, with the Raft term of each leadership (a receiver keeps
+/// the hint with the highest term per shard).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaderHints {
+    pub leads: Vec<(u64, u64)>,
 }
 
 /// PUBLISH (or SPUBLISH, `shard_channel`) relayed to the other nodes.

@@ -1,33 +1,63 @@
-//! A cluster node: wiring and lifecycle of one replicated shard on this process.
+//! A cluster node: wiring and lifecycle of the meta group and the shard replicas the
+//! cluster map places on this process.
 //!
-//! Startup order: data directory, client and peer listeners, server (owning the
-//! shard's state), state machine (loads the newest snapshot), Raft log, transport,
-//! Raft, then bootstrap or join on a first start; clients are served last. Shutdown is
-//! the reverse: leadership handed over (SIGTERM), clients closed, Raft stopped.
+//! Startup order: data directory, client and peer listeners, server, transport, the
+//! meta group (its state machine loads the newest snapshot, then Raft), cluster
+//! creation on a first start (the lowest id of `initial-cluster` initializes the meta
+//! group and stores the first map), then, for every map the meta group applies, the
+//! replicas placed here (state machine, log, Raft; the first replica in placement
+//! order initializes a new shard's group); clients are served last. Shutdown is the
+//! reverse: leaderships handed over (SIGTERM), clients closed, Raft groups stopped.
 
+use crate::meta::{Meta, MAX_VOTERS, META_GROUP};
+use crate::resp::Reply;
+use crate::router::{self, ClusterView};
+use crate::server::route::{ClusterHooks, ForwardError, Hosted, ShardTable};
 use crate::server::{self, config::Config, Server};
 use crate::shard::net::NetFactory;
 use crate::shard::raft::{Raft, ShardSm};
 use crate::shard::replica::{PeerHandler, ReadMode, Replica, ReplicaConfig};
+use crate::shard::Shard;
 use crate::storage::{FsyncPolicy, RaftLogStore, SnapshotDir};
-use crate::transport::{Transport, TransportConfig};
-use proto::raft_msg::{self, kind, JoinOutcome, JoinRequest};
+use crate::transport::{CallError, Responder, Transport, TransportConfig};
+use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
+use futures_util::future::BoxFuture;
+use proto::map::ClusterMap;
+use proto::raft_msg::{self, kind, ForwardCommands, LeaderHints, Publish};
 use proto::NodeAddr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// The group id of the one shard this issue runs (many come with sharding).
-pub const GROUP: u64 = 0;
 
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Runs a node: a single in-memory server without `node-id`, a replicated shard with.
+/// How often a node tells the others which shards it leads.
+const HINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// One cluster node's shared state.
+pub struct Node {
+    id: u64,
+    config: Config,
+    server: Arc<Server>,
+    transport: Arc<Transport>,
+    handler: Arc<PeerHandler>,
+    raft_config: Arc<openraft::Config>,
+    policy: FsyncPolicy,
+    dir: PathBuf,
+    meta: Arc<Meta>,
+    /// Replicas running here, by group (the meta group included).
+    groups: Mutex<BTreeMap<u64, Arc<Replica>>>,
+    /// Shard leaders other nodes reported: shard to (term, node).
+    hints: Mutex<HashMap<u64, (u64, u64)>>,
+}
+
+/// Runs a node: a single in-memory server without `node-id`, a cluster node with.
 pub async fn run(config: Config) -> io::Result<()> {
     if config.node_id == 0 {
         return server::run(config).await;
@@ -55,23 +85,11 @@ pub async fn run(config: Config) -> io::Result<()> {
         },
     };
     tracing::info!(node_id, client = %me.client, peer = %me.peer, "starting cluster node");
-    let dir = PathBuf::from(&config.dir).join(format!("shard-{GROUP}"));
+    let dir = PathBuf::from(&config.dir);
     std::fs::create_dir_all(&dir)?;
     let policy: FsyncPolicy = config.appendfsync.parse().map_err(other)?;
 
     let server = Server::new(config.clone(), port);
-    let weak = Arc::downgrade(&server);
-    let sm = ShardSm::open(
-        server.shard.clone(),
-        SnapshotDir::open(dir.join("snapshots"))?,
-        Arc::new(move |st| {
-            if let Some(s) = weak.upgrade() {
-                s.after_write(st)
-            }
-        }),
-    )?;
-    let log = RaftLogStore::open(&dir.join("log"), policy)?;
-    let log_stats = log.stats_handle();
     let handler = PeerHandler::new();
     let transport = Transport::new(
         TransportConfig {
@@ -103,107 +121,460 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
     .validate()
     .map_err(other)?;
-    let raft = Raft::new(
-        node_id,
-        Arc::new(raft_config),
-        NetFactory {
-            transport: transport.clone(),
-            group: GROUP,
-            node_id,
-        },
-        log,
-        sm.clone(),
-    )
-    .await
-    .map_err(other)?;
-    let replica = Replica::new(
-        raft.clone(),
-        sm,
-        transport.clone(),
-        ReplicaConfig {
-            node_id,
-            group: GROUP,
-            read_mode: if config.read_mode == "lease" {
-                ReadMode::Lease
-            } else {
-                ReadMode::ReadIndex
-            },
-            redirect: config.follower_mode == "redirect",
-            write_timeout: Duration::from_millis((et * 10).max(2000)),
-            leader_wait: Duration::from_millis((et * 4).max(500)),
-        },
-        log_stats,
-    );
-    handler.attach(replica.clone());
-    let weak = Arc::downgrade(&server);
-    handler.set_on_publish(move |p| {
-        if let Some(s) = weak.upgrade() {
-            let kind = if p.shard_channel {
-                crate::server::pubsub::Kind::Shard
-            } else {
-                crate::server::pubsub::Kind::Channel
-            };
-            s.pubsub.publish(kind, &p.channel, &p.message);
-        }
-    });
-    server.set_replica(replica.clone());
 
-    if !raft.is_initialized().await.map_err(other)? {
-        if config.bootstrap {
-            tracing::info!("bootstrapping a new cluster");
-            raft.initialize(BTreeMap::from([(node_id, me.clone())]))
-                .await
-                .map_err(other)?;
-        } else if !config.join.is_empty() {
-            tokio::spawn(join(
-                transport.clone(),
-                config.join.clone(),
-                node_id,
-                me.clone(),
-            ));
-        } else {
-            tracing::warn!(
-                "this node has no cluster yet: start it with --bootstrap or --join host:peerport"
-            );
+    let meta = Meta::new(server.new_shard());
+    let node = Arc::new(Node {
+        id: node_id,
+        config: config.clone(),
+        server: server.clone(),
+        transport: transport.clone(),
+        handler: handler.clone(),
+        raft_config: Arc::new(raft_config),
+        policy,
+        dir,
+        meta: meta.clone(),
+        groups: Mutex::new(BTreeMap::new()),
+        hints: Mutex::new(HashMap::new()),
+    });
+    let weak = Arc::downgrade(&node);
+    handler.set_on_node(Box::new(move |from, kind, body, respond| {
+        match weak.upgrade() {
+            Some(n) => n.node_request(from, kind, body, respond),
+            None => respond.send(Err("node stopping".into())),
+        }
+    }));
+    server.enter_cluster(Arc::new(Hooks(Arc::downgrade(&node))));
+
+    // The meta group first: it says which shards live here.
+    let meta_weak = Arc::downgrade(&meta);
+    let meta_replica = node
+        .start_group(
+            META_GROUP,
+            meta.shard.clone(),
+            Arc::new(move |st| {
+                if let Some(m) = meta_weak.upgrade() {
+                    m.applied(st)
+                }
+            }),
+        )
+        .await?;
+    meta.attach(meta_replica.clone());
+
+    let initial = if config.initial_cluster.is_empty() {
+        None
+    } else {
+        Some(router::parse_initial_cluster(&config.initial_cluster).map_err(other)?)
+    };
+    if let Some(nodes) = &initial {
+        for (id, addr) in nodes {
+            if *id != node_id {
+                transport.set_peer(*id, addr.peer.clone());
+            }
         }
     }
+    if !meta_replica.raft.is_initialized().await.map_err(other)? {
+        match &initial {
+            Some(nodes) if nodes.keys().next() == Some(&node_id) => {
+                tokio::spawn(node.clone().create_cluster(nodes.clone()));
+            }
+            Some(_) => tracing::info!("waiting for the lowest-id member to create the cluster"),
+            None => tracing::warn!(
+                "this node has no cluster yet: start every initial member with the same --initial-cluster"
+            ),
+        }
+    }
+    tokio::spawn(node.clone().follow_map());
+    tokio::spawn(node.clone().send_hints());
 
     let result = server::serve(server.clone(), vec![client_listener]).await;
-    let _ = raft.shutdown().await;
+    node.stop().await;
     transport.shutdown();
     result
 }
 
-/// Asks a member to add us, following "not the leader" answers, until admitted.
-async fn join(transport: Arc<Transport>, seed: String, node_id: u64, me: NodeAddr) {
-    let req = raft_msg::encode(&JoinRequest { node_id, addr: me });
-    let mut target = seed.clone();
-    loop {
-        match transport
-            .call_addr(
-                &target,
-                GROUP,
-                kind::JOIN,
-                req.clone(),
-                Duration::from_secs(60),
-            )
-            .await
-        {
-            Ok((_, body)) => match raft_msg::decode::<JoinOutcome>(&body) {
-                Ok(JoinOutcome::Joined) => {
-                    tracing::info!(via = %target, "joined the cluster");
-                    return;
-                }
-                Ok(JoinOutcome::NotLeader(Some((_, leader)))) => target = leader.peer,
-                Ok(JoinOutcome::NotLeader(None)) => target = seed.clone(),
-                Ok(JoinOutcome::Failed(e)) => tracing::warn!(error = %e, "join refused, retrying"),
-                Err(e) => tracing::warn!(error = %e, "bad join answer"),
+impl Node {
+    /// Starts one Raft group's replica on this node (its state from its directory).
+    async fn start_group(
+        self: &Arc<Self>,
+        group: u64,
+        shard: Arc<Shard>,
+        after_apply: crate::shard::raft::Hook,
+    ) -> io::Result<Arc<Replica>> {
+        let dir = self.dir.join(if group == META_GROUP {
+            "meta".to_string()
+        } else {
+            format!("shard-{group}")
+        });
+        std::fs::create_dir_all(&dir)?;
+        let sm = ShardSm::open(shard, SnapshotDir::open(dir.join("snapshots"))?, after_apply)?;
+        let log = RaftLogStore::open(&dir.join("log"), self.policy)?;
+        let log_stats = log.stats_handle();
+        let raft = Raft::new(
+            self.id,
+            self.raft_config.clone(),
+            NetFactory {
+                transport: self.transport.clone(),
+                group,
+                node_id: self.id,
             },
-            Err(e) => {
-                tracing::debug!(error = ?e, via = %target, "join attempt failed");
-                target = seed.clone();
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(other)?;
+        let et = self.config.election_timeout;
+        let replica = Replica::new(
+            raft,
+            sm,
+            self.transport.clone(),
+            ReplicaConfig {
+                node_id: self.id,
+                group,
+                read_mode: if self.config.read_mode == "lease" {
+                    ReadMode::Lease
+                } else {
+                    ReadMode::ReadIndex
+                },
+                write_timeout: Duration::from_millis((et * 10).max(2000)),
+                leader_wait: Duration::from_millis((et * 4).max(500)),
+            },
+            log_stats,
+        );
+        self.handler.attach(replica.clone());
+        self.groups.lock().unwrap().insert(group, replica.clone());
+        Ok(replica)
+    }
+
+    /// First start of the lowest-id initial member: initializes the meta group with up
+    /// to five voters, stores the first map, and adds the other members as learners.
+    async fn create_cluster(self: Arc<Self>, nodes: BTreeMap<u64, NodeAddr>) {
+        let Some(meta) = self.meta.replica().cloned() else {
+            return;
+        };
+        let voters: BTreeMap<u64, NodeAddr> = nodes
+            .iter()
+            .take(MAX_VOTERS)
+            .map(|(id, a)| (*id, a.clone()))
+            .collect();
+        tracing::info!(members = nodes.len(), "creating the cluster");
+        if let Err(e) = meta.raft.initialize(voters.clone()).await {
+            tracing::warn!(error = %e, "meta group initialize");
+        }
+        let shards = if self.config.shards == 0 {
+            2 * nodes.len() as u64
+        } else {
+            self.config.shards
+        };
+        let map = router::initial_map(nodes.clone(), shards, self.config.replicas as usize);
+        loop {
+            match self.meta.create(&map).await {
+                Ok(created) => {
+                    tracing::info!(created, shards, "cluster map stored");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "storing the first map, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        for (id, addr) in nodes.iter().filter(|(id, _)| !voters.contains_key(id)) {
+            loop {
+                match meta.raft.add_learner(*id, addr.clone(), false).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::debug!(node = id, error = %e, "adding a meta learner, retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Follows the meta group's map: starts the replicas placed here and installs each
+    /// new routing table.
+    async fn follow_map(self: Arc<Self>) {
+        let mut rx = self.meta.subscribe();
+        loop {
+            let map = rx.borrow_and_update().clone();
+            if map.epoch > 0 {
+                if let Err(e) = self.apply_map(map).await {
+                    tracing::error!(error = %e, "applying the cluster map");
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn apply_map(self: &Arc<Self>, map: Arc<ClusterMap>) -> io::Result<()> {
+        for (id, addr) in &map.nodes {
+            if *id != self.id {
+                self.transport.set_peer(*id, addr.peer.clone());
+            }
+        }
+        let mut hosted: BTreeMap<u64, Arc<Hosted>> = self
+            .server
+            .table()
+            .hosted
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (shard, replicas) in &map.shards {
+            if !replicas.contains(&self.id) || hosted.contains_key(shard) {
+                continue;
+            }
+            let state = self.server.new_shard();
+            let weak = Arc::downgrade(&self.server);
+            let replica = self
+                .start_group(
+                    *shard,
+                    state.clone(),
+                    Arc::new(move |st| {
+                        if let Some(s) = weak.upgrade() {
+                            s.after_write(st)
+                        }
+                    }),
+                )
+                .await?;
+            if replicas.first() == Some(&self.id)
+                && !replica.raft.is_initialized().await.map_err(other)?
+            {
+                let members: BTreeMap<u64, NodeAddr> = replicas
+                    .iter()
+                    .filter_map(|n| map.nodes.get(n).map(|a| (*n, a.clone())))
+                    .collect();
+                tracing::info!(shard, ?replicas, "initializing a new shard");
+                if let Err(e) = replica.raft.initialize(members).await {
+                    tracing::warn!(shard, error = %e, "shard initialize");
+                }
+            }
+            hosted.insert(
+                *shard,
+                Arc::new(Hosted {
+                    id: *shard,
+                    shard: state,
+                    replica: Some(replica),
+                }),
+            );
+        }
+        self.server.set_table(ShardTable {
+            map: map.clone(),
+            hosted,
+        });
+        Ok(())
+    }
+
+    /// Tells the other nodes, every [`HINT_INTERVAL`], which shards this node leads.
+    async fn send_hints(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(HINT_INTERVAL).await;
+            let leads: Vec<(u64, u64)> = self
+                .server
+                .hosted()
+                .iter()
+                .filter_map(|h| {
+                    let r = h.replica.as_ref()?;
+                    r.is_leader()
+                        .then(|| (h.id, r.raft.metrics().borrow_watched().current_term))
+                })
+                .collect();
+            let body = raft_msg::encode(&LeaderHints { leads });
+            let map = self.server.table().map.clone();
+            for id in map.nodes.keys().filter(|id| **id != self.id) {
+                let (t, id, body) = (self.transport.clone(), *id, body.clone());
+                tokio::spawn(async move {
+                    let _ = t
+                        .call(id, META_GROUP, kind::LEADER_HINTS, body, HINT_INTERVAL)
+                        .await;
+                });
+            }
+        }
+    }
+
+    /// Requests for the node rather than one group.
+    fn node_request(self: Arc<Self>, from: u64, k: u16, body: Bytes, respond: Responder) {
+        match k {
+            kind::PUBLISH => match raft_msg::decode::<Publish>(&body) {
+                Err(e) => respond.send(Err(e)),
+                Ok(p) => {
+                    let kind = if p.shard_channel {
+                        crate::server::pubsub::Kind::Shard
+                    } else {
+                        crate::server::pubsub::Kind::Channel
+                    };
+                    self.server.pubsub.publish(kind, &p.channel, &p.message);
+                    respond.send(Ok(Bytes::new()));
+                }
+            },
+            kind::LEADER_HINTS => match raft_msg::decode::<LeaderHints>(&body) {
+                Err(e) => respond.send(Err(e)),
+                Ok(h) => {
+                    let mut hints = self.hints.lock().unwrap();
+                    for (shard, term) in h.leads {
+                        let e = hints.entry(shard).or_insert((0, 0));
+                        if term >= e.0 {
+                            *e = (term, from);
+                        }
+                    }
+                    respond.send(Ok(Bytes::new()));
+                }
+            },
+            kind::FORWARD_COMMANDS => match raft_msg::decode::<ForwardCommands>(&body) {
+                Err(e) => respond.send(Err(e)),
+                Ok(f) => {
+                    let server = self.server.clone();
+                    tokio::spawn(async move {
+                        let replies =
+                            server::exec::run_forwarded(&server, f.shard, f.cmds, f.resp3).await;
+                        respond.send(Ok(raft_msg::encode(&replies)));
+                    });
+                }
+            },
+            other => respond.send(Err(format!("unknown node request kind {other}"))),
+        }
+    }
+
+    /// The leader this node believes `shard` has.
+    fn leader_of(&self, shard: u64) -> Option<u64> {
+        if let Some(r) = self.groups.lock().unwrap().get(&shard) {
+            return r.leader().map(|(id, _)| id);
+        }
+        self.hints.lock().unwrap().get(&shard).map(|(_, n)| *n)
+    }
+
+    fn view(&self) -> ClusterView {
+        let table = self.server.table();
+        let leaders = table
+            .map
+            .shards
+            .keys()
+            .map(|s| (*s, self.leader_of(*s)))
+            .collect();
+        ClusterView {
+            map: table.map.clone(),
+            my_id: self.id,
+            leaders,
+        }
+    }
+
+    /// Sends commands to a node hosting `shard`: its believed leader first, then its
+    /// other replicas, while attempts are known not to have been delivered.
+    async fn forward(
+        self: Arc<Self>,
+        shard: u64,
+        cmds: Vec<Vec<Bytes>>,
+        resp3: bool,
+    ) -> Result<Vec<Reply>, ForwardError> {
+        let map = self.server.table().map.clone();
+        let mut targets: Vec<u64> = Vec::new();
+        if let Some(l) = self.leader_of(shard) {
+            targets.push(l);
+        }
+        for n in map.shards.get(&shard).into_iter().flatten() {
+            if !targets.contains(n) && *n != self.id {
+                targets.push(*n);
+            }
+        }
+        if targets.is_empty() {
+            return Err(ForwardError::NotSent(format!("shard {shard} has no replicas")));
+        }
+        let body = raft_msg::encode(&ForwardCommands { shard, resp3, cmds });
+        let timeout = Duration::from_millis((self.config.election_timeout * 20).max(10_000));
+        let mut last = String::new();
+        for node in targets {
+            match self
+                .transport
+                .call(node, shard, kind::FORWARD_COMMANDS, body.clone(), timeout)
+                .await
+            {
+                Ok(answer) => {
+                    return raft_msg::decode::<Vec<Reply>>(&answer)
+                        .map_err(ForwardError::Uncertain)
+                }
+                Err(CallError::Unreachable(e)) | Err(CallError::Refused(e)) => last = e,
+                Err(CallError::Remote(e)) => last = e,
+                Err(e) => return Err(ForwardError::Uncertain(format!("{e:?}"))),
+            }
+        }
+        Err(ForwardError::NotSent(last))
+    }
+
+    /// Hands every leadership held here to another replica; the number moved.
+    async fn hand_over(self: Arc<Self>) -> usize {
+        let replicas: Vec<Arc<Replica>> = self.groups.lock().unwrap().values().cloned().collect();
+        let moves = replicas
+            .iter()
+            .filter(|r| r.is_leader())
+            .map(|r| r.transfer_leadership(Duration::from_secs(2)));
+        futures_util::future::join_all(moves)
+            .await
+            .into_iter()
+            .filter(|m| *m)
+            .count()
+    }
+
+    async fn stop(&self) {
+        let replicas: Vec<Arc<Replica>> = self.groups.lock().unwrap().values().cloned().collect();
+        for r in replicas {
+            let _ = r.raft.shutdown().await;
+        }
+    }
+
+    fn publish(&self, msg: Publish) {
+        let body = raft_msg::encode(&msg);
+        let map = self.server.table().map.clone();
+        for id in map.nodes.keys().filter(|id| **id != self.id) {
+            let (t, id, body) = (self.transport.clone(), *id, body.clone());
+            tokio::spawn(async move {
+                if let Err(e) = t
+                    .call(id, META_GROUP, kind::PUBLISH, body, Duration::from_secs(1))
+                    .await
+                {
+                    tracing::debug!(peer = id, error = ?e, "relaying a published message failed");
+                }
+            });
+        }
+    }
+}
+
+/// The server's window on the node (weak: the node owns the server).
+struct Hooks(Weak<Node>);
+
+impl ClusterHooks for Hooks {
+    fn view(&self) -> ClusterView {
+        self.0.upgrade().map(|n| n.view()).unwrap_or_default()
+    }
+
+    fn publish(&self, msg: Publish) {
+        if let Some(n) = self.0.upgrade() {
+            n.publish(msg)
+        }
+    }
+
+    fn forward(
+        &self,
+        shard: u64,
+        cmds: Vec<Vec<Bytes>>,
+        resp3: bool,
+    ) -> BoxFuture<'static, Result<Vec<Reply>, ForwardError>> {
+        let node = self.0.upgrade();
+        Box::pin(async move {
+            match node {
+                Some(n) => n.forward(shard, cmds, resp3).await,
+                None => Err(ForwardError::NotSent("node stopping".into())),
+            }
+        })
+    }
+
+    fn hand_over(&self) -> BoxFuture<'static, usize> {
+        let node = self.0.upgrade();
+        Box::pin(async move {
+            match node {
+                Some(n) => n.hand_over().await,
+                None => 0,
+            }
+        })
     }
 }

@@ -81,6 +81,44 @@ pub fn initial_map(nodes: BTreeMap<u64, NodeAddr>, shards: u64, r: usize) -> Clu
     map
 }
 
+/// Parses an initial member list, `id=host:port@peerport,...` (Redis's
+/// `ip:port@cport` notation): node ids to their client and peer addresses.
+pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<u64, NodeAddr>, String> {
+    let mut nodes = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("'{item}' is not id=host:port@peerport"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&i| i > 0)
+            .ok_or_else(|| format!("bad node id in '{item}'"))?;
+        let (client, peer_port) = addr
+            .rsplit_once('@')
+            .ok_or_else(|| format!("'{item}' has no @peerport"))?;
+        let (host, port) = client
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{item}' has no :port"))?;
+        for p in [port, peer_port] {
+            p.parse::<u16>()
+                .map_err(|_| format!("bad port '{p}' in '{item}'"))?;
+        }
+        let addr = NodeAddr {
+            client: client.to_string(),
+            peer: format!("{host}:{peer_port}"),
+        };
+        if nodes.insert(id, addr).is_some() {
+            return Err(format!("node id {id} listed twice"));
+        }
+    }
+    if nodes.is_empty() {
+        return Err("no members".into());
+    }
+    Ok(nodes)
+}
+
 /// What a node knows of the cluster at one moment: the newest committed map, its own
 /// id, and the leader it believes each shard has (`None` while unknown, e.g. during an
 /// election). CLUSTER SLOTS/SHARDS/NODES/INFO and MOVED are answered from it.
@@ -177,6 +215,17 @@ mod tests {
             (0.08..0.28).contains(&share),
             "moved {share:.2} of the replicas, expected about 1/6"
         );
+    }
+
+    #[test]
+    fn initial_cluster_lists_parse() {
+        let n = parse_initial_cluster("1=127.0.0.1:7001@17001, 2=127.0.0.1:7002@17002").unwrap();
+        assert_eq!(n.len(), 2);
+        assert_eq!(n[&2].client, "127.0.0.1:7002");
+        assert_eq!(n[&2].peer, "127.0.0.1:17002");
+        for bad in ["", "1=127.0.0.1:7001", "x=h:1@2", "0=h:1@2", "1=h:1@2,1=h:3@4", "1=h:99999@1"] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -150,6 +150,28 @@ impl Clients {
         h
     }
 
+    /// A client handle not in the registry (CLIENT LIST does not show it): the
+    /// session of commands another node forwarded here.
+    pub fn detached(&self) -> Arc<ClientHandle> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let (push, _) = mpsc::channel(1);
+        Arc::new(ClientHandle {
+            id,
+            addr,
+            laddr: addr,
+            created: Instant::now(),
+            killed: AtomicBool::new(false),
+            kill_notify: Notify::new(),
+            push,
+            info: Mutex::new(ClientInfo {
+                resp: 2,
+                multi: -1,
+                ..Default::default()
+            }),
+        })
+    }
+
     pub fn unregister(&self, id: u64) {
         self.map.lock().unwrap().remove(&id);
     }
@@ -179,6 +201,8 @@ pub struct ClientState {
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// A command failed to queue: EXEC answers EXECABORT.
     pub multi_failed: bool,
+    /// Cluster mode: the one slot the queued commands' keys hash to.
+    pub multi_slot: Option<u16>,
     /// WATCHed keys with whether each was alive when watched and its digest then
     /// (a replicated EXEC carries the digests and aborts in apply if any changed).
     pub watched: Vec<(Bytes, bool, u64)>,
@@ -216,6 +240,7 @@ impl ClientState {
             authenticated,
             multi: None,
             multi_failed: false,
+            multi_slot: None,
             watched: Vec::new(),
             watch_dirty: Arc::new(AtomicBool::new(false)),
             channels: HashSet::new(),

@@ -31,10 +31,13 @@ pub struct Config {
     pub node_id: u64,
     /// The peer port (Raft traffic, forwarded requests); 0 picks a free one.
     pub peer_port: u16,
-    /// Start a new cluster with this node as its only member (first start only).
-    pub bootstrap: bool,
-    /// `host:peerport` of a member to ask for admission (first start only).
-    pub join: String,
+    /// The members of a new cluster, `id=host:port@peerport,...` (first start only;
+    /// every initial member gets the same list, as etcd's initial-cluster).
+    pub initial_cluster: String,
+    /// Shards of a new cluster (0: twice the initial member count).
+    pub shards: u64,
+    /// Replicas per shard (fewer when the cluster has fewer nodes).
+    pub replicas: u64,
     /// The client address other nodes and clients are told (`-MOVED`); defaults to
     /// the first bind address and the port.
     pub advertise_addr: String,
@@ -51,8 +54,9 @@ pub struct Config {
     pub heartbeat_interval: u64,
     /// `readindex` (default) or `lease`: how the leader proves a read linearizable.
     pub read_mode: String,
-    /// `forward` (default): a follower forwards writes to the leader; `redirect`: it
-    /// answers `-MOVED 0 leader`.
+    /// `forward` (default): a node runs a command for a shard it does not lead by
+    /// forwarding it; `redirect`: it answers `-MOVED slot leader` (cluster-aware
+    /// clients).
     pub follower_mode: String,
     /// Log entries between snapshots.
     pub snapshot_entries: u64,
@@ -81,8 +85,9 @@ impl Default for Config {
             io_threads: 1,
             node_id: 0,
             peer_port: 0,
-            bootstrap: false,
-            join: String::new(),
+            initial_cluster: String::new(),
+            shards: 0,
+            replicas: 3,
             advertise_addr: String::new(),
             peer_advertise_addr: String::new(),
             cluster_secret: String::new(),
@@ -345,16 +350,24 @@ pub static PARAMS: &[Param] = &[
         immutable: true,
     },
     Param {
-        name: "bootstrap",
-        get: |c| if c.bootstrap { "yes" } else { "no" }.into(),
-        // A bare `--bootstrap` flag means yes.
-        set: |c, v| Ok(c.bootstrap = v.trim().is_empty() || parse_bool(v)?),
+        name: "initial-cluster",
+        get: |c| c.initial_cluster.clone(),
+        set: |c, v| {
+            crate::router::parse_initial_cluster(v).map_err(|e| format!("Invalid initial-cluster: {e}"))?;
+            Ok(c.initial_cluster = v.trim().to_string())
+        },
         immutable: true,
     },
     Param {
-        name: "join",
-        get: |c| c.join.clone(),
-        set: |c, v| Ok(c.join = v.trim().to_string()),
+        name: "shards",
+        get: |c| c.shards.to_string(),
+        set: |c, v| Ok(c.shards = num(v, 0, proto::SLOTS as i64)?),
+        immutable: true,
+    },
+    Param {
+        name: "replicas",
+        get: |c| c.replicas.to_string(),
+        set: |c, v| Ok(c.replicas = num(v, 1, 7)?),
         immutable: true,
     },
     Param {

@@ -3,20 +3,20 @@
 
 use super::client::ClientState;
 use super::dispatch::{self, Finish, Flow};
-use super::waiters::Blocked;
+use super::exec;
+use super::route::{self, Hosted, Target};
 use super::Server;
-use crate::cmd::{self, flags, Handler};
+use crate::cmd::{flags, Handler};
 use crate::resp::Protocol;
 use crate::resp::{encode, DecodeLimits, Decoder, Reply};
-use crate::shard::replica::{PendingWrite, Replica, ReplicaError};
-use bytes::Bytes;
+use crate::shard::replica::{PendingWrite, Replica};
+use crate::shard::Shard;
 use bytes::BytesMut;
 use proto::Op;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -48,11 +48,11 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
     let mut decoder = Decoder::new();
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
-    // Cluster mode: the shard's replica, the writes of this batch still in flight (in
-    // order), and whether this batch already holds a read index.
-    let replica = server.replica().cloned();
+    // Cluster mode: the writes of this batch still in flight (in order), and the shards
+    // whose read index this batch already holds.
+    let cluster = server.is_cluster();
     let mut inflight: VecDeque<(PendingWrite, bool)> = VecDeque::new();
-    let mut barrier_done = false;
+    let mut barrier_done: Vec<u64> = Vec::new();
 
     'conn: loop {
         tokio::select! {
@@ -73,6 +73,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                         server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
+                let table = server.table();
                 let (limits, qbuf_limit) = {
                     let c = server.config();
                     (DecodeLimits { max_bulk_len: c.proto_max_bulk_len as usize }, c.client_query_buffer_limit as usize)
@@ -91,36 +92,68 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                     if args.is_empty() {
                         continue;
                     }
-                    if let Some(replica) = &replica {
-                        let spec = cmd::lookup(&args[0]);
+                    let spec = dispatch::route_spec(&args);
+                    let target = match spec {
+                        Some(s) => route::target(&table, cluster, s, &args),
+                        None => Target::Keyless,
+                    };
+                    if cluster {
                         let handler = spec.map(|s| &s.handler);
-                        let plain_write = client.multi.is_none() && matches!(handler, Some(Handler::Write(_)));
+                        let local_replica = match &target {
+                            Target::Local(h) => h.replica.as_ref(),
+                            _ => None,
+                        };
+                        let plain_write = client.multi.is_none()
+                            && matches!(handler, Some(Handler::Write(_)))
+                            && local_replica.is_some();
                         if !plain_write {
                             drain(&mut inflight, client.proto, &mut out).await;
                         }
-                        let reads = matches!(handler, Some(Handler::Read(_)))
-                            || spec.is_some_and(|s| s.name == "watch");
-                        if reads
+                        let read = matches!(handler, Some(Handler::Read(_)));
+                        let watch = spec.is_some_and(|s| s.name == "watch");
+                        if (read || watch)
                             && client.multi.is_none()
                             && !client.readonly
-                            && !barrier_done
                             && client.authenticated
                         {
-                            if let Err(e) = replica.read_barrier().await {
+                            // WATCH's keys may be in several shards: each one's state
+                            // must be current before its digest is taken.
+                            let shards: Vec<Arc<Hosted>> = if watch {
+                                args[1..].iter().filter_map(|k| server.shard_of_key(k)).collect()
+                            } else {
+                                match &target {
+                                    Target::Local(h) => vec![h.clone()],
+                                    _ => Vec::new(),
+                                }
+                            };
+                            let mut failed = None;
+                            for h in shards {
+                                let Some(r) = &h.replica else { continue };
+                                if barrier_done.contains(&h.id) {
+                                    continue;
+                                }
+                                if let Err(e) = r.read_barrier().await {
+                                    failed = Some(e);
+                                    break;
+                                }
+                                barrier_done.push(h.id);
+                            }
+                            if let Some(e) = failed {
                                 encode(&e.reply(), client.proto, &mut out);
                                 continue;
                             }
-                            barrier_done = true;
                         }
-                        if plain_write
-                            && spec.is_some_and(|s| s.has(flags::DENYOOM))
-                            && server.hot.maxmemory.load(Ordering::Relaxed) > 0
-                            && replica.is_leader()
-                        {
-                            evict(&server, replica).await;
+                        if let (true, Target::Local(h)) = (plain_write, &target) {
+                            let replica = h.replica.as_ref().expect("plain writes are replicated");
+                            if spec.is_some_and(|s| s.has(flags::DENYOOM))
+                                && server.hot.maxmemory.load(Ordering::Relaxed) > 0
+                                && replica.is_leader()
+                            {
+                                evict(&h.shard, replica).await;
+                            }
                         }
                     }
-                    let flow = dispatch::command(&server, &mut client, args);
+                    let flow = dispatch::command(&server, &mut client, args, &target);
                     // Messages the command itself published to this client go first,
                     // as Redis writes them before the PUBLISH reply.
                     while let Ok(msg) = push_rx.try_recv() {
@@ -137,22 +170,15 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                             }
                         }
                         Flow::Replicate(rep) => {
-                            let replica = replica.as_ref().expect("replicated flows need a replica");
+                            let replica = rep.hosted.replica.clone().expect("replicated flows have a replica");
                             // Our own write must be visible to our next read, on a
                             // follower too: the next read takes a fresh read index.
-                            barrier_done = false;
+                            barrier_done.clear();
                             match rep.finish {
                                 // Proposed (leader) or forwarded (follower) without
                                 // waiting: a pipeline's writes travel together.
-                                Finish::One if !replica.cfg.redirect || replica.is_leader() => {
-                                    inflight.push_back((replica.enqueue(rep.op), silent));
-                                }
                                 Finish::One => {
-                                    drain(&mut inflight, client.proto, &mut out).await;
-                                    let r = first_reply(replica.write(rep.op).await);
-                                    if !silent {
-                                        encode(&r, client.proto, &mut out);
-                                    }
+                                    inflight.push_back((replica.enqueue(rep.op), silent));
                                 }
                                 Finish::Exec(finish) => {
                                     drain(&mut inflight, client.proto, &mut out).await;
@@ -167,13 +193,22 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                                     if write_out(&server, &mut socket, &mut out).await.is_err() {
                                         break 'conn;
                                     }
-                                    let reply = blocking_write(&server, replica, &client, argv, keys, deadline).await;
+                                    let reply = exec::blocking_write(&server, &rep.hosted.shard, &replica, &client, argv, keys, deadline).await;
                                     client.mark = std::time::Instant::now();
                                     server.clock.refresh();
                                     match reply {
                                         Some(r) => encode(&r, client.proto, &mut out),
                                         None => break 'conn,
                                     }
+                                }
+                            }
+                        }
+                        flow @ (Flow::Forward { .. } | Flow::FanOut(_)) => {
+                            drain(&mut inflight, client.proto, &mut out).await;
+                            barrier_done.clear();
+                            for r in exec::resolve(&server, &mut client, flow).await {
+                                if !silent {
+                                    encode(&r, client.proto, &mut out);
                                 }
                             }
                         }
@@ -199,7 +234,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                     }
                 }
                 drain(&mut inflight, client.proto, &mut out).await;
-                barrier_done = false;
+                barrier_done.clear();
                 if inbuf.len() + decoder.bulk_wanted().unwrap_or(0) > qbuf_limit {
                     tracing::warn!(client = handle.id, "closing client that reached max query buffer length");
                     break;
@@ -269,88 +304,24 @@ async fn wait_block(
 /// Encodes the answers of in-flight writes, in order.
 async fn drain(inflight: &mut VecDeque<(PendingWrite, bool)>, proto: Protocol, out: &mut BytesMut) {
     while let Some((p, silent)) = inflight.pop_front() {
-        let r = first_reply(p.wait().await);
+        let r = exec::first_reply(p.wait().await);
         if !silent {
             encode(&r, proto, out);
         }
     }
 }
 
-/// A single command's answer from a replicated write.
-fn first_reply(r: Result<Vec<Reply>, ReplicaError>) -> Reply {
-    match r {
-        Ok(mut replies) => replies.pop().unwrap_or(Reply::NilArray),
-        Err(e) => e.reply(),
-    }
-}
-
 /// The leader makes room before a write that may grow memory: proposes eviction
 /// victims until used memory is under maxmemory (bounded rounds; what is left is the
 /// cron's).
-async fn evict(server: &Server, replica: &Replica) {
+async fn evict(shard: &Shard, replica: &Replica) {
     for _ in 0..64 {
-        let victims = server.shard.lock().choose_victims(32);
+        let victims = shard.lock().choose_victims(32);
         if victims.is_empty() {
             return;
         }
         if replica.write(Op::EvictKeys(victims)).await.is_err() {
             return;
-        }
-    }
-}
-
-/// A blocking pop in cluster mode: register interest in the keys first (so no change
-/// is missed), try the pop through the log, and while it finds nothing wait for a
-/// change to the keys, the deadline, or the end of the connection (`None`).
-async fn blocking_write(
-    server: &Server,
-    replica: &Replica,
-    client: &ClientState,
-    argv: Vec<Bytes>,
-    keys: Vec<Bytes>,
-    deadline: Option<Instant>,
-) -> Option<Reply> {
-    let mut shutdown = server.shutdown_signal();
-    let unblock = |ticket| {
-        let mut st = server.shard.lock();
-        server.waiters.lock().unwrap().unblock(&mut st.ks, ticket);
-    };
-    loop {
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        let ticket = {
-            let mut st = server.shard.lock();
-            server.waiters.lock().unwrap().block(
-                &mut st.ks,
-                Blocked {
-                    argv: argv.clone(),
-                    keys: keys.clone(),
-                    reply: tx,
-                },
-            )
-        };
-        let r = first_reply(replica.write(Op::Exec(vec![argv.clone()])).await);
-        if !dispatch::is_empty_pop(&r) {
-            unblock(ticket);
-            return Some(r);
-        }
-        client.handle.info.lock().unwrap().blocked = true;
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        // Some(answer) ends the wait; None means a key changed: try again.
-        let end = tokio::select! {
-            _ = &mut rx => None,
-            _ = sleep => Some(Some(Reply::NilArray)),
-            _ = client.handle.kill_notify.notified() => Some(None),
-            _ = shutdown.changed() => Some(None),
-        };
-        client.handle.info.lock().unwrap().blocked = false;
-        if let Some(answer) = end {
-            unblock(ticket); // still registered: nothing woke it
-            return answer;
         }
     }
 }

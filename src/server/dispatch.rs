@@ -5,6 +5,7 @@
 
 use super::client::ClientState;
 use super::commands;
+use super::route::{Hosted, Target};
 use super::waiters::Blocked;
 use super::Server;
 use crate::cmd::{self, flags, CommandSpec, Handler, ReadCtx};
@@ -29,11 +30,38 @@ pub enum Flow {
     /// Cluster mode: a write to put through the shard's log; the connection proposes
     /// (or forwards) it and turns apply's replies into the answer.
     Replicate(Replicate),
+    /// Cluster mode: commands for a shard this node does not host, to run on a node
+    /// that does; the answer is the last command's reply.
+    Forward { shard: u64, cmds: Vec<Vec<Bytes>> },
+    /// Cluster mode, forward mode: a command over several shards (multi-key commands
+    /// across slots, DBSIZE, KEYS, SCAN...), split, run per shard, and combined.
+    FanOut(Vec<Bytes>),
 }
 
 pub struct Replicate {
+    /// The hosted shard whose log takes the write.
+    pub hosted: Arc<Hosted>,
     pub op: Op,
     pub finish: Finish,
+}
+
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+pub const UNSERVED: &str = "CLUSTERDOWN Hash slot not served";
+
+/// Multi-key commands that fan out across shards in forward mode (not atomic across
+/// shards), and keyless commands that cover the whole cluster.
+pub fn fans_out(name: &str) -> bool {
+    matches!(
+        name,
+        "mget" | "mset" | "del" | "unlink" | "exists" | "touch"
+    )
+}
+
+pub fn cluster_wide(name: &str) -> bool {
+    matches!(
+        name,
+        "dbsize" | "keys" | "scan" | "randomkey" | "flushall" | "flushdb"
+    )
 }
 
 /// How a replicated write's replies become the client's answer.
@@ -56,6 +84,8 @@ pub type ExecFinish = Box<
 >;
 
 pub struct BlockWait {
+    /// The shard whose keys the client waits on.
+    pub hosted: Arc<Hosted>,
     pub ticket: u64,
     pub rx: oneshot::Receiver<Option<Reply>>,
     pub deadline: Option<Instant>,
@@ -91,8 +121,21 @@ fn effective_spec(spec: &'static CommandSpec, args: &[Bytes]) -> &'static Comman
     cmd::lookup_sub(spec, &args[1]).unwrap_or(spec)
 }
 
-/// Runs one command for a client.
-pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> Flow {
+/// The spec a command routes by: its subcommand's for container commands (key
+/// positions are per subcommand); None for an unknown command.
+pub fn route_spec(args: &[Bytes]) -> Option<&'static CommandSpec> {
+    let spec = cmd::lookup(args.first()?)?;
+    Some(effective_spec(spec, args))
+}
+
+/// Runs one command for a client; `target` is where its keys live
+/// ([`Server::target`]).
+pub fn command(
+    server: &Arc<Server>,
+    c: &mut ClientState,
+    args: Vec<Bytes>,
+    target: &Target,
+) -> Flow {
     let container = match cmd::check(&args) {
         Ok(s) => s,
         Err(reply) => {
@@ -108,16 +151,34 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
         server.stats.error_reply(&reply);
         return Flow::Reply(reply);
     }
-    if let Some(reply) = reject(server, c, spec) {
+    if let Some(reply) = reject(server, c, spec, target) {
         c.flag_multi_error();
         server.stats.reject(spec.name, &reply);
         return Flow::Reply(reply);
     }
-    if let Some(queued) = c.multi.as_mut() {
+    if c.multi.is_some() {
         if !matches!(
             spec.name,
             "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
         ) {
+            // Cluster mode: a transaction runs in one shard's log, so all its keys
+            // must hash to one slot (Redis Cluster's rule).
+            if server.is_cluster() && !matches!(spec.handler, Handler::Server) {
+                let slot = match target {
+                    Target::CrossSlot => Err(()),
+                    Target::Keyless => Ok(None),
+                    _ => Ok(crate::router::command_slot(spec, &args).ok().flatten()),
+                };
+                match (slot, c.multi_slot) {
+                    (Err(()), _) => return cross_slot_in_multi(server, c),
+                    (Ok(Some(s)), Some(prev)) if s != prev => {
+                        return cross_slot_in_multi(server, c)
+                    }
+                    (Ok(Some(s)), _) => c.multi_slot = Some(s),
+                    (Ok(None), _) => {}
+                }
+            }
+            let queued = c.multi.as_mut().expect("in MULTI");
             queued.push(args);
             c.handle.info.lock().unwrap().multi = queued.len() as i64;
             return Flow::Reply(Reply::simple("QUEUED"));
@@ -129,7 +190,7 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
         // shows the running command as `cmd=`, as Redis does): publish first.
         c.flush(&server.stats);
     }
-    let (flow, args) = run(server, c, container, args);
+    let (flow, args) = run(server, c, container, args, target);
     // One clock read per command: its duration runs from the end of the previous
     // command in the batch (or the batch's start).
     let end = Instant::now();
@@ -138,7 +199,7 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
     let error = match &flow {
         Flow::Reply(r) => r.is_error().then_some(r),
         Flow::Replies(rs) => rs.iter().find(|r| r.is_error()),
-        Flow::Block(_) | Flow::Replicate(_) => None,
+        Flow::Block(_) | Flow::Replicate(_) | Flow::Forward { .. } | Flow::FanOut(_) => None,
     };
     c.stats.record(spec.name, usec, error.is_some());
     if let Some(e) = error {
@@ -163,7 +224,12 @@ pub fn command(server: &Arc<Server>, c: &mut ClientState, args: Vec<Bytes>) -> F
 }
 
 /// The checks that refuse a command before it runs (and flag a MULTI as failed).
-fn reject(server: &Server, c: &mut ClientState, spec: &CommandSpec) -> Option<Reply> {
+fn reject(
+    server: &Server,
+    c: &mut ClientState,
+    spec: &CommandSpec,
+    target: &Target,
+) -> Option<Reply> {
     if !c.authenticated && !spec.has(flags::NO_AUTH) {
         return Some(Reply::error("NOAUTH Authentication required."));
     }
@@ -180,8 +246,12 @@ fn reject(server: &Server, c: &mut ClientState, spec: &CommandSpec) -> Option<Re
         return Some(Reply::error("ERR Command not allowed inside a transaction"));
     }
     if spec.has(flags::DENYOOM) && server.hot.maxmemory.load(Ordering::Relaxed) > 0 {
-        let mut st = server.shard.lock();
-        if server.replica().is_some() {
+        // A remote shard's node makes its own check.
+        let Target::Local(h) = target else {
+            return None;
+        };
+        let mut st = h.shard.lock();
+        if h.replica.is_some() {
             // Replicated: the leader evicts by proposing victims before the command
             // runs (connection and cron); what is left over the limit is refused only
             // under noeviction.
@@ -198,22 +268,91 @@ fn reject(server: &Server, c: &mut ClientState, spec: &CommandSpec) -> Option<Re
     None
 }
 
+fn cross_slot_in_multi(server: &Server, c: &mut ClientState) -> Flow {
+    c.flag_multi_error();
+    let reply = Reply::error(CROSSSLOT);
+    server.stats.error_reply(&reply);
+    Flow::Reply(reply)
+}
+
+/// `-MOVED slot host:port` naming the node believed to lead `shard`.
+pub fn moved(server: &Server, slot: u16, shard: u64) -> Reply {
+    let Some(view) = server.cluster_view() else {
+        return Reply::error(UNSERVED);
+    };
+    let node = view
+        .leader_of(shard)
+        .or_else(|| view.map.shards.get(&shard).and_then(|r| r.first().copied()));
+    match node.and_then(|n| view.map.nodes.get(&n)) {
+        Some(addr) => Reply::Error(format!("MOVED {slot} {}", addr.client).into()),
+        None => Reply::error(UNSERVED),
+    }
+}
+
 fn run(
     server: &Arc<Server>,
     c: &mut ClientState,
     spec: &'static CommandSpec,
     args: Vec<Bytes>,
+    target: &Target,
 ) -> (Flow, Vec<Bytes>) {
+    if matches!(spec.handler, Handler::Server) {
+        return (commands::run(server, c, spec, args.clone()), args);
+    }
+    let redirect = server.hot.redirect.load(Ordering::Relaxed);
+    let h = match target {
+        Target::Local(h) => h,
+        Target::Remote { shard, slot } => {
+            let flow = if redirect {
+                Flow::Reply(moved(server, *slot, *shard))
+            } else {
+                Flow::Forward {
+                    shard: *shard,
+                    cmds: vec![args.clone()],
+                }
+            };
+            return (flow, args);
+        }
+        Target::CrossSlot if !redirect && fans_out(spec.name) => {
+            return (Flow::FanOut(args.clone()), args)
+        }
+        Target::CrossSlot => return (Flow::Reply(Reply::error(CROSSSLOT)), args),
+        Target::Keyless if cluster_wide(spec.name) => {
+            return (Flow::FanOut(args.clone()), args)
+        }
+        Target::Keyless => {
+            let reply = Reply::Error(
+                format!(
+                    "ERR '{}' without keys is not supported in cluster mode",
+                    spec.name
+                )
+                .into(),
+            );
+            return (Flow::Reply(reply), args);
+        }
+        Target::Unserved => return (Flow::Reply(Reply::error(UNSERVED)), args),
+    };
+    if let Some(replica) = &h.replica {
+        // Redirect mode: only the leader serves, except reads on a READONLY connection.
+        let read = matches!(spec.handler, Handler::Read(_));
+        if redirect && !replica.is_leader() && !(read && c.readonly) {
+            let slot = crate::router::command_slot(spec, &args)
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            return (Flow::Reply(moved(server, slot, h.id)), args);
+        }
+    }
     match spec.handler {
-        Handler::Server => (commands::run(server, c, spec, args.clone()), args),
+        Handler::Server => unreachable!("handled above"),
         Handler::Read(_) => {
-            let st = server.shard.lock();
+            let st = h.shard.lock();
             let mut ctx = ReadCtx::new(st.now());
             ctx.no_touch = c.no_touch;
             let reply = cmd::execute_read(&st.ks, &mut ctx, spec, &args);
             (Flow::Reply(reply), args)
         }
-        Handler::Write(_) if server.replica().is_some() => {
+        Handler::Write(_) if h.replica.is_some() => {
             let mut finish = Finish::One;
             if spec.has(flags::BLOCKING) && c.multi.is_none() {
                 if let Some(timeout) = block_timeout(spec, &args) {
@@ -225,10 +364,15 @@ fn run(
                 }
             }
             let op = Op::Exec(vec![args.clone()]);
-            (Flow::Replicate(Replicate { op, finish }), args)
+            let rep = Replicate {
+                hosted: h.clone(),
+                op,
+                finish,
+            };
+            (Flow::Replicate(rep), args)
         }
         Handler::Write(_) => {
-            let mut st = server.shard.lock();
+            let mut st = h.shard.lock();
             let (reply, args) = st.write_one(args);
             server.after_write(&mut st);
             if spec.has(flags::BLOCKING) && is_empty_pop(&reply) && c.multi.is_none() {
@@ -250,6 +394,7 @@ fn run(
                     ticket,
                     rx,
                     deadline,
+                    hosted: h.clone(),
                 };
                 return (Flow::Block(wait), args);
             }
@@ -287,7 +432,7 @@ fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Option<Duration>>
 /// Cancels a blocked command after its timeout: the reply is a null array, unless a
 /// write served it in the meantime.
 pub fn cancel_block(server: &Server, mut wait: BlockWait) -> Reply {
-    let mut st = server.shard.lock();
+    let mut st = wait.hosted.shard.lock();
     let removed = server
         .waiters
         .lock()

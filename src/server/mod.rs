@@ -9,13 +9,17 @@ pub mod commands;
 pub mod config;
 mod connection;
 mod dispatch;
+pub mod exec;
 pub mod pubsub;
+pub mod route;
 pub mod slowlog;
 pub mod stats;
 pub mod waiters;
 
+use crate::router::ClusterView;
 use crate::shard::replica::Replica;
 use crate::shard::{Clock, Shard, ShardSettings, ShardState};
+use route::{ClusterHooks, Hosted, ShardTable, Target};
 use client::Clients;
 use config::Config;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -30,6 +34,8 @@ use waiters::Waiters;
 pub struct HotSettings {
     pub maxmemory: AtomicU64,
     pub slowlog_slower_than: AtomicI64,
+    /// `follower-mode redirect`: answer MOVED instead of forwarding.
+    pub redirect: AtomicBool,
 }
 
 pub struct Server {
@@ -37,9 +43,10 @@ pub struct Server {
     pub clock: Clock,
     pub config: RwLock<Config>,
     pub hot: HotSettings,
-    pub shard: Arc<Shard>,
-    /// Set in cluster mode: the shard is replicated and writes go through Raft.
-    replica: OnceLock<Arc<Replica>>,
+    /// The shards this node hosts and the map it routes by.
+    table: RwLock<Arc<ShardTable>>,
+    /// Set in cluster mode: shards are replicated, the map comes from the meta group.
+    cluster: OnceLock<Arc<dyn ClusterHooks>>,
     pub waiters: Mutex<Waiters>,
     pub clients: Clients,
     pub pubsub: pubsub::PubSub,
@@ -56,11 +63,12 @@ impl Server {
     pub fn new(config: Config, tcp_port: u16) -> Arc<Server> {
         let clock = Clock::cached();
         let (shutdown_tx, _) = watch::channel(false);
+        let single = Arc::new(Shard::with(clock.clone(), |_| {
+            crate::keyspace::memory::used_memory()
+        }));
         let server = Arc::new(Server {
-            shard: Arc::new(Shard::with(clock.clone(), |_| {
-                crate::keyspace::memory::used_memory()
-            })),
-            replica: OnceLock::new(),
+            table: RwLock::new(Arc::new(ShardTable::single(single))),
+            cluster: OnceLock::new(),
             clock,
             waiters: Mutex::new(Waiters::default()),
             clients: Clients::default(),
@@ -79,13 +87,65 @@ impl Server {
         server
     }
 
-    /// The shard's replica in cluster mode; None on a single in-memory node.
-    pub fn replica(&self) -> Option<&Arc<Replica>> {
-        self.replica.get()
+    /// Cluster mode: the node's hooks; None on a single in-memory node.
+    pub fn cluster(&self) -> Option<&Arc<dyn ClusterHooks>> {
+        self.cluster.get()
     }
 
-    pub fn set_replica(&self, r: Arc<Replica>) {
-        let _ = self.replica.set(r);
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
+    /// Switches to cluster mode: no shard until the node installs a table.
+    pub fn enter_cluster(&self, hooks: Arc<dyn ClusterHooks>) {
+        let _ = self.cluster.set(hooks);
+        self.set_table(ShardTable::default());
+    }
+
+    /// What this node knows of the cluster; None on a single in-memory node.
+    pub fn cluster_view(&self) -> Option<ClusterView> {
+        self.cluster.get().map(|c| c.view())
+    }
+
+    /// The current routing table.
+    pub fn table(&self) -> Arc<ShardTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_table(&self, t: ShardTable) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(t);
+    }
+
+    /// The shards this node hosts.
+    pub fn hosted(&self) -> Vec<Arc<Hosted>> {
+        self.table().hosted.values().cloned().collect()
+    }
+
+    /// The hosted shard of a slot-less lookup: the single node's shard, or (cluster
+    /// mode) the hosted shard owning `key`.
+    pub fn shard_of_key(&self, key: &[u8]) -> Option<Arc<Hosted>> {
+        let table = self.table();
+        if !self.is_cluster() {
+            return table.hosted.values().next().cloned();
+        }
+        match route::slot_target(&table, proto::key_slot(key)) {
+            Target::Local(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Where a command goes.
+    pub fn target(&self, spec: &crate::cmd::CommandSpec, args: &[bytes::Bytes]) -> Target {
+        route::target(&self.table(), self.is_cluster(), spec, args)
+    }
+
+    /// A new shard state on this server's clock with its settings applied.
+    pub fn new_shard(&self) -> Arc<Shard> {
+        let shard = Arc::new(Shard::with(self.clock.clone(), |_| {
+            crate::keyspace::memory::used_memory()
+        }));
+        self.configure(&shard);
+        shard
     }
 
     pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
@@ -97,9 +157,19 @@ impl Server {
         let c = self.config().clone();
         self.hot.maxmemory.store(c.maxmemory, Ordering::Relaxed);
         self.hot
+            .redirect
+            .store(c.follower_mode == "redirect", Ordering::Relaxed);
+        self.hot
             .slowlog_slower_than
             .store(c.slowlog_log_slower_than, Ordering::Relaxed);
-        let mut st = self.shard.lock();
+        for h in self.hosted() {
+            self.configure(&h.shard);
+        }
+    }
+
+    fn configure(&self, shard: &Shard) {
+        let c = self.config().clone();
+        let mut st = shard.lock();
         let mut s: ShardSettings = st.settings();
         s.maxmemory = c.maxmemory;
         s.policy = c.maxmemory_policy;
@@ -128,7 +198,7 @@ impl Server {
                 }
                 seen.push(key);
                 let tickets = w.changed(key);
-                if self.replica().is_some() {
+                if self.is_cluster() {
                     // Replicated: a wake-up is a retry. The woken client proposes its pop
                     // through the log like any write (never applied here on the side).
                     for ticket in tickets {
@@ -225,11 +295,11 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<TcpListener>) -> std::io:
         _ = shutdown.wait_for(|&s| s) => {}
         _ = signal() => {
             tracing::info!("signal received, shutting down");
-            if let Some(replica) = server.replica() {
-                // Hand leadership over first, so writes resume elsewhere at once
+            if let Some(c) = server.cluster() {
+                // Hand leaderships over first, so writes resume elsewhere at once
                 // instead of after an election timeout.
-                let moved = replica.transfer_leadership(Duration::from_secs(2)).await;
-                tracing::info!(moved, "leadership handed over before exit");
+                let moved = c.hand_over().await;
+                tracing::info!(moved, "leaderships handed over before exit");
             }
             server.shutdown();
         }
@@ -287,29 +357,34 @@ async fn cron(server: Arc<Server>) {
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::time::sleep(period).await;
         server.clock.refresh();
-        if let Some(replica) = server.replica().cloned() {
-            // Replicated: only the leader expires and evicts, by proposing the keys.
-            if replica.is_leader() {
-                replicated_expiry(&server, &replica, period / 4).await;
-                for _ in 0..16 {
-                    let victims = server.shard.lock().choose_victims(64);
-                    if victims.is_empty()
-                        || replica.write(proto::Op::EvictKeys(victims)).await.is_err()
-                    {
-                        break;
+        for h in server.hosted() {
+            match &h.replica {
+                // Replicated: only the leader expires and evicts, by proposing keys.
+                Some(replica) => {
+                    if replica.is_leader() {
+                        replicated_expiry(&h.shard, replica, period / 4).await;
+                        for _ in 0..16 {
+                            let victims = h.shard.lock().choose_victims(64);
+                            if victims.is_empty()
+                                || replica.write(proto::Op::EvictKeys(victims)).await.is_err()
+                            {
+                                break;
+                            }
+                        }
                     }
                 }
-            }
-        } else {
-            let s = server.clone();
-            // Active expiry: at most 25% of the cycle's time, as Redis.
-            let deleted =
-                tokio::task::spawn_blocking(move || s.shard.active_expire_cycle(period / 4))
-                    .await
-                    .unwrap_or(0);
-            if deleted > 0 {
-                let mut st = server.shard.lock();
-                server.after_write(&mut st);
+                None => {
+                    let s = h.shard.clone();
+                    // Active expiry: at most 25% of the cycle's time, as Redis.
+                    let deleted =
+                        tokio::task::spawn_blocking(move || s.active_expire_cycle(period / 4))
+                            .await
+                            .unwrap_or(0);
+                    if deleted > 0 {
+                        let mut st = h.shard.lock();
+                        server.after_write(&mut st);
+                    }
+                }
             }
         }
         let timeout = server.config().timeout;
@@ -336,10 +411,10 @@ async fn cron(server: Arc<Server>) {
 
 /// The leader's active-expire cycle: the same sampling as a single node, each round's
 /// expired keys proposed as one entry.
-async fn replicated_expiry(server: &Server, replica: &Replica, budget: Duration) {
+async fn replicated_expiry(shard: &Shard, replica: &Replica, budget: Duration) {
     let start = Instant::now();
     loop {
-        let (expired, sample) = server.shard.lock().expired_sample();
+        let (expired, sample) = shard.lock().expired_sample();
         let n = expired.len();
         if n > 0 && replica.write(proto::Op::ExpireKeys(expired)).await.is_err() {
             return;

@@ -155,7 +155,7 @@ fn read_snapshot(path: &Path) -> io::Result<(SnapshotMeta, crate::keyspace::Keys
     Ok((meta, ks))
 }
 
-type Hook = Arc<dyn Fn(&mut ShardState) + Send + Sync>;
+pub type Hook = Arc<dyn Fn(&mut ShardState) + Send + Sync>;
 
 /// The state machine of one shard: applies entries to the shared [`Shard`].
 #[derive(Clone)]

@@ -1,5 +1,5 @@
 //! One replica of a replicated shard: how a node writes (propose on the leader, forward
-//! from a follower, or redirect the client), how it reads linearizably (ReadIndex or
+//! from a follower; redirecting clients is the server's choice), how it reads linearizably (ReadIndex or
 //! lease on the leader, a read index fetched from the leader on a follower), and how it
 //! answers its peers (Raft RPCs, forwarded writes, read indexes, joins, snapshot
 //! chunks).
@@ -13,9 +13,8 @@ use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::raft::{ClientWriteResponse, ReadPolicy};
-use openraft::ChangeMembers;
 use proto::raft_msg::{
-    self, kind, ForwardOutcome, ForwardWrite, JoinOutcome, JoinRequest, Publish, ReadIndexOutcome,
+    self, kind, ForwardOutcome, ForwardWrite, ReadIndexOutcome,
     SnapshotChunk,
 };
 use proto::{NodeAddr, Op};
@@ -24,7 +23,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -45,8 +44,6 @@ pub struct ReplicaConfig {
     pub node_id: u64,
     pub group: u64,
     pub read_mode: ReadMode,
-    /// Answer clients of a follower with `-MOVED 0 leader` instead of forwarding.
-    pub redirect: bool,
     /// How long a write may wait for its commit before its outcome is reported unknown.
     pub write_timeout: Duration,
     /// How long a request waits for a leader to be elected before `-CLUSTERDOWN`.
@@ -56,8 +53,6 @@ pub struct ReplicaConfig {
 /// Why a write or read did not complete.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplicaError {
-    /// Redirect mode: the leader's client address.
-    Moved(String),
     /// No leader (an election is running, or no quorum): retryable, nothing applied.
     NoLeader,
     /// The write was proposed but leadership was lost (or time ran out) before its
@@ -70,7 +65,6 @@ pub const UNKNOWN_PREFIX: &str = "UNKNOWN";
 impl ReplicaError {
     pub fn reply(&self) -> Reply {
         match self {
-            ReplicaError::Moved(addr) => Reply::Error(format!("MOVED 0 {addr}").into()),
             ReplicaError::NoLeader => {
                 Reply::error("CLUSTERDOWN The cluster is down: no leader for this shard, retry later")
             }
@@ -248,15 +242,6 @@ impl Replica {
             (
                 "raft_read_mode".into(),
                 format!("{:?}", self.cfg.read_mode).to_ascii_lowercase(),
-            ),
-            (
-                "raft_follower_mode".into(),
-                if self.cfg.redirect {
-                    "redirect"
-                } else {
-                    "forward"
-                }
-                .into(),
             ),
         ]
     }
@@ -454,15 +439,8 @@ impl Replica {
     }
 
     /// Writes an operation wherever this node stands: proposes it as the leader,
-    /// forwards it to the leader, or (redirect mode) names the leader.
+    /// forwards it to the leader as a follower.
     pub async fn write(&self, op: Op) -> Result<Vec<Reply>, ReplicaError> {
-        if !self.is_leader() && self.cfg.redirect {
-            return match self.wait_leader().await {
-                Some((id, _)) if id == self.cfg.node_id => self.enqueue(op).wait().await,
-                Some((_, node)) => Err(ReplicaError::Moved(node.client)),
-                None => Err(ReplicaError::NoLeader),
-            };
-        }
         self.enqueue(op).wait().await
     }
 
@@ -483,14 +461,11 @@ impl Replica {
                 Err(_) => return Err(ReplicaError::NoLeader),
             }
         } else {
-            let Some((leader, node)) = self.wait_leader().await else {
+            let Some((leader, _)) = self.wait_leader().await else {
                 return Err(ReplicaError::NoLeader);
             };
             if leader == self.cfg.node_id {
                 return Box::pin(self.read_barrier()).await;
-            }
-            if self.cfg.redirect {
-                return Err(ReplicaError::Moved(node.client));
             }
             let out = self
                 .transport
@@ -514,40 +489,6 @@ impl Replica {
             .await
             .map(|_| ())
             .map_err(|_| ReplicaError::NoLeader)
-    }
-
-    /// Relays a published message to every other member (fire and forget; one
-    /// connection per peer keeps a publisher's messages in order).
-    pub fn broadcast_publish(&self, msg: &Publish) {
-        let m = self.raft.metrics().borrow_watched().clone();
-        let body = raft_msg::encode(msg);
-        for (id, _) in m.membership_config.membership().nodes() {
-            if *id == self.cfg.node_id {
-                continue;
-            }
-            let (t, id, body, group) = (self.transport.clone(), *id, body.clone(), self.cfg.group);
-            tokio::spawn(async move {
-                if let Err(e) = t
-                    .call(id, group, kind::PUBLISH, body, Duration::from_secs(1))
-                    .await
-                {
-                    tracing::debug!(peer = id, error = ?e, "relaying a published message failed");
-                }
-            });
-        }
-    }
-
-    /// Adds a node to the group as a voter (run on the leader).
-    pub async fn add_voter(&self, id: u64, addr: NodeAddr) -> Result<(), String> {
-        self.raft
-            .add_learner(id, addr, true)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
     }
 
     /// Hands leadership to the most caught-up other voter and waits (up to `wait`) for
@@ -588,13 +529,17 @@ impl Replica {
     }
 }
 
-/// Answers peers: Raft RPCs for the group, forwarded writes (proposed in arrival
-/// order), read indexes, joins and snapshot chunks.
+/// A request for the node as a whole rather than one group (published messages,
+/// commands forwarded from other nodes, leader hints), handed to the node layer.
+pub type NodeRequest = Box<dyn Fn(u64, u16, Bytes, Responder) + Send + Sync>;
+
+/// Answers peers: Raft RPCs for each group this node hosts, forwarded writes (proposed
+/// in arrival order), read indexes and snapshot chunks; node-wide requests go to the
+/// node's hook.
 pub struct PeerHandler {
-    replica: OnceLock<Arc<Replica>>,
-    /// Delivers a message published on another node to this node's subscribers.
-    on_publish: OnceLock<Box<dyn Fn(Publish) + Send + Sync>>,
-    incoming: Mutex<HashMap<(u64, u64), Incoming>>,
+    replicas: RwLock<HashMap<u64, Arc<Replica>>>,
+    on_node: OnceLock<NodeRequest>,
+    incoming: Mutex<HashMap<(u64, u64, u64), Incoming>>,
 }
 
 struct Incoming {
@@ -610,20 +555,28 @@ fn reply<T: serde::Serialize>(r: Responder, v: &T) {
 impl PeerHandler {
     pub fn new() -> Arc<PeerHandler> {
         Arc::new(PeerHandler {
-            replica: OnceLock::new(),
-            on_publish: OnceLock::new(),
+            replicas: RwLock::new(HashMap::new()),
+            on_node: OnceLock::new(),
             incoming: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Where messages published on other nodes go (the server's pub/sub).
-    pub fn set_on_publish(&self, f: impl Fn(Publish) + Send + Sync + 'static) {
-        let _ = self.on_publish.set(Box::new(f));
+    /// Where node-wide requests go: `(from, kind, body, respond)`.
+    pub fn set_on_node(&self, f: NodeRequest) {
+        let _ = self.on_node.set(f);
     }
 
-    /// Connects the handler to its replica once Raft is up.
+    /// Routes a group's requests to its replica once its Raft is up.
     pub fn attach(&self, replica: Arc<Replica>) {
-        let _ = self.replica.set(replica);
+        self.replicas
+            .write()
+            .unwrap()
+            .insert(replica.cfg.group, replica);
+    }
+
+    /// Stops routing a group's requests here.
+    pub fn detach(&self, group: u64) {
+        self.replicas.write().unwrap().remove(&group);
     }
 
     fn snapshot_chunk(
@@ -633,7 +586,7 @@ impl PeerHandler {
         c: SnapshotChunk,
         respond: Responder,
     ) {
-        let key = (from, c.transfer);
+        let key = (from, replica.cfg.group, c.transfer);
         let step = || -> Result<Option<(PathBuf, File)>, String> {
             let mut map = self.incoming.lock().unwrap();
             if c.offset == 0 {
@@ -695,9 +648,19 @@ impl PeerHandler {
 }
 
 impl Handler for PeerHandler {
-    fn handle(&self, from: u64, _group: u64, kind: u16, body: Bytes, respond: Responder) {
-        let Some(replica) = self.replica.get().cloned() else {
-            respond.send(Err("node starting".into()));
+    fn handle(&self, from: u64, group: u64, kind: u16, body: Bytes, respond: Responder) {
+        if matches!(
+            kind,
+            kind::PUBLISH | kind::FORWARD_COMMANDS | kind::LEADER_HINTS
+        ) {
+            match self.on_node.get() {
+                Some(f) => f(from, kind, body, respond),
+                None => respond.send(Err("node starting".into())),
+            }
+            return;
+        }
+        let Some(replica) = self.replicas.read().unwrap().get(&group).cloned() else {
+            respond.send(Err(format!("group {group} is not on this node")));
             return;
         };
         macro_rules! rpc {
@@ -750,15 +713,6 @@ impl Handler for PeerHandler {
                     });
                 }
             },
-            kind::PUBLISH => match raft_msg::decode::<Publish>(&body) {
-                Err(e) => respond.send(Err(e)),
-                Ok(p) => {
-                    if let Some(f) = self.on_publish.get() {
-                        f(p);
-                    }
-                    respond.send(Ok(Bytes::new()));
-                }
-            },
             kind::READ_INDEX => {
                 tokio::spawn(async move {
                     let out = if !replica.is_leader() {
@@ -772,22 +726,6 @@ impl Handler for PeerHandler {
                     reply(respond, &out);
                 });
             }
-            kind::JOIN => match raft_msg::decode::<JoinRequest>(&body) {
-                Err(e) => respond.send(Err(e)),
-                Ok(req) => {
-                    tokio::spawn(async move {
-                        let out = if !replica.is_leader() {
-                            JoinOutcome::NotLeader(replica.leader())
-                        } else {
-                            match replica.add_voter(req.node_id, req.addr).await {
-                                Ok(()) => JoinOutcome::Joined,
-                                Err(e) => JoinOutcome::Failed(e),
-                            }
-                        };
-                        reply(respond, &out);
-                    });
-                }
-            },
             other => respond.send(Err(format!("unknown request kind {other}"))),
         }
     }

@@ -21,7 +21,9 @@ pub fn run(server: &Server, sub: &str, a: &[Bytes]) -> Reply {
         }
         "config|resetstat" => {
             server.stats.reset();
-            server.shard.lock().ks.stats.reset();
+            for h in server.hosted() {
+                h.shard.lock().ks.stats.reset();
+            }
             Reply::ok()
         }
         // shardis takes its settings from flags and an optional file it never

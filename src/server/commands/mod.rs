@@ -45,7 +45,7 @@ pub fn run(
         "hello" => connection::hello(server, c, &args),
         "auth" => connection::auth(server, c, &args),
         "reset" => connection::reset(server, c),
-        "readonly" | "readwrite" if server.replica().is_none() => {
+        "readonly" | "readwrite" if !server.is_cluster() => {
             Reply::error("ERR This instance has cluster support disabled")
         }
         "readonly" => {
@@ -112,14 +112,18 @@ mod tests {
     use tokio::sync::mpsc;
 
     fn call(server: &std::sync::Arc<Server>, c: &mut ClientState, v: &[&str]) -> Vec<Reply> {
-        let args = v
+        let args: Vec<Bytes> = v
             .iter()
             .map(|s| Bytes::copy_from_slice(s.as_bytes()))
             .collect();
-        match dispatch::command(server, c, args) {
+        let target = match dispatch::route_spec(&args) {
+            Some(spec) => server.target(spec, &args),
+            None => super::super::route::Target::Keyless,
+        };
+        match dispatch::command(server, c, args, &target) {
             Flow::Reply(r) => vec![r],
             Flow::Replies(rs) => rs,
-            Flow::Block(_) | Flow::Replicate(_) => panic!("blocked"),
+            _ => panic!("blocked, replicated or forwarded"),
         }
     }
 

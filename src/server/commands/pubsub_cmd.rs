@@ -94,10 +94,10 @@ pub fn unsubscribe(server: &Server, c: &mut ClientState, a: &[Bytes], kind: Kind
 
 /// PUBLISH channel message (and SPUBLISH): the number of clients that received it.
 pub fn publish(server: &Server, a: &[Bytes], kind: Kind) -> Reply {
-    if let Some(r) = server.replica() {
-        // Every node holds the one shard: the message reaches subscribers everywhere.
-        // The count, as in Redis Cluster, is this node's receivers.
-        r.broadcast_publish(&proto::raft_msg::Publish {
+    if let Some(c) = server.cluster() {
+        // The message reaches subscribers on every node. The count, as in Redis
+        // Cluster, is this node's receivers.
+        c.publish(proto::raft_msg::Publish {
             shard_channel: matches!(kind, Kind::Shard),
             channel: a[1].clone(),
             message: a[2].clone(),

@@ -6,7 +6,8 @@
 //! eviction, and by a watched key's deadline passing before EXEC.
 
 use super::super::client::ClientState;
-use super::super::dispatch::{ExecFinish, Finish, Flow, Replicate};
+use super::super::dispatch::{self, ExecFinish, Finish, Flow, Replicate, CROSSSLOT, UNSERVED};
+use super::super::route::{self, Target};
 use super::super::Server;
 use crate::cmd::{self, Handler};
 use crate::resp::Reply;
@@ -20,6 +21,7 @@ pub fn multi(c: &mut ClientState) -> Reply {
     }
     c.multi = Some(Vec::new());
     c.multi_failed = false;
+    c.multi_slot = None;
     c.handle.info.lock().unwrap().multi = 0;
     Reply::ok()
 }
@@ -38,13 +40,16 @@ pub fn watch(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
     if c.multi.is_some() {
         return Reply::error("ERR WATCH inside MULTI is not allowed");
     }
-    let mut st = server.shard.lock();
-    let now = st.now();
     let mut w = server.waiters.lock().unwrap();
     for key in &a[1..] {
         if c.watched.iter().any(|(k, _, _)| k == key) {
             continue;
         }
+        let Some(h) = server.shard_of_key(key) else {
+            return Reply::error(WATCH_REMOTE);
+        };
+        let mut st = h.shard.lock();
+        let now = st.now();
         let alive = st.ks.exists(key, now);
         let digest = st.ks.digest(key, now);
         w.watch(&mut st.ks, c.id(), key, &c.watch_dirty);
@@ -54,12 +59,15 @@ pub fn watch(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
     Reply::ok()
 }
 
+const WATCH_REMOTE: &str = "ERR WATCH of a key whose shard has no replica on this node is not supported: connect to a node hosting the shard (CLUSTER SLOTS)";
+
 pub fn unwatch_all(server: &Server, c: &mut ClientState) {
     if !c.watched.is_empty() {
-        let mut st = server.shard.lock();
         let mut w = server.waiters.lock().unwrap();
         for (key, _, _) in c.watched.drain(..) {
-            w.unwatch(&mut st.ks, c.handle.id, &key);
+            if let Some(h) = server.shard_of_key(&key) {
+                w.unwatch(&mut h.shard.lock().ks, c.handle.id, &key);
+            }
         }
     }
     c.watch_dirty.store(false, Ordering::SeqCst);
@@ -77,7 +85,62 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
             "EXECABORT Transaction discarded because of previous errors.",
         ));
     }
-    let mut st = server.shard.lock();
+    let data: Vec<Vec<Bytes>> = queued.iter().filter(|a| is_data(a)).cloned().collect();
+    let slot = c.multi_slot.take();
+    // Where the block runs: the shard of its slot (cluster mode), the node's one shard.
+    let target = if !server.is_cluster() {
+        server.table().hosted.values().next().cloned().map(Target::Local)
+    } else {
+        slot.map(|s| route::slot_target(&server.table(), s))
+    };
+    // Watched keys must live in the shard the block runs in.
+    if let (Some(s), true) = (slot, server.is_cluster()) {
+        let map = server.table().map.clone();
+        let shard = map.shard_of(s);
+        if c.watched
+            .iter()
+            .any(|(k, _, _)| map.shard_of(proto::key_slot(k)) != shard)
+        {
+            unwatch_all(server, c);
+            return Flow::Reply(Reply::error(CROSSSLOT));
+        }
+    }
+    let h = match target {
+        Some(Target::Local(h)) => h,
+        Some(Target::Remote { shard, slot }) => {
+            unwatch_all(server, c);
+            if server.hot.redirect.load(Ordering::Relaxed) {
+                return Flow::Reply(dispatch::moved(server, slot, shard));
+            }
+            // The block runs as a whole on a node hosting the shard.
+            let mut cmds = Vec::with_capacity(queued.len() + 2);
+            cmds.push(vec![Bytes::from_static(b"MULTI")]);
+            cmds.extend(queued);
+            cmds.push(vec![Bytes::from_static(b"EXEC")]);
+            return Flow::Forward { shard, cmds };
+        }
+        Some(Target::Unserved) => {
+            unwatch_all(server, c);
+            return Flow::Reply(Reply::error(UNSERVED));
+        }
+        // No keys: nothing runs in a shard.
+        None | Some(Target::Keyless) | Some(Target::CrossSlot) => {
+            if !data.is_empty() {
+                unwatch_all(server, c);
+                return Flow::Reply(Reply::error(
+                    "ERR a transaction whose commands have no keys has no shard to run in, in cluster mode",
+                ));
+            }
+            return Flow::Reply(assemble(server, c, queued, Vec::new()));
+        }
+    };
+    if let Some(replica) = &h.replica {
+        if server.hot.redirect.load(Ordering::Relaxed) && !replica.is_leader() {
+            unwatch_all(server, c);
+            return Flow::Reply(dispatch::moved(server, slot.unwrap_or(0), h.id));
+        }
+    }
+    let mut st = h.shard.lock();
     let now = st.now();
     // A watched key that changed, or that was alive when watched and has expired since.
     let broken = c.watch_dirty.load(Ordering::SeqCst)
@@ -89,12 +152,11 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
         unwatch_all(server, c);
         return Flow::Reply(Reply::NilArray);
     }
-    let data: Vec<Vec<Bytes>> = queued.iter().filter(|a| is_data(a)).cloned().collect();
     if data.is_empty() {
         drop(st);
         return Flow::Reply(assemble(server, c, queued, Vec::new()));
     }
-    if server.replica().is_some() {
+    if h.replica.is_some() {
         // Replicated: the data commands are one log entry, applied atomically on every
         // replica; the answer is assembled once apply has returned. Watched keys travel
         // as digests: apply checks them at the entry's place in the log, so a write
@@ -123,6 +185,7 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
             }
         };
         return Flow::Replicate(Replicate {
+            hosted: h.clone(),
             op,
             finish: Finish::Exec(finish),
         });
@@ -157,7 +220,9 @@ fn assemble(
                 // SUBSCRIBE in a transaction: its confirmations go in the block's
                 // reply, as Redis writes them there.
                 Flow::Replies(rs) => replies.extend(rs),
-                Flow::Block(_) | Flow::Replicate(_) => replies.push(Reply::NilArray),
+                Flow::Block(_) | Flow::Replicate(_) | Flow::Forward { .. } | Flow::FanOut(_) => {
+                    replies.push(Reply::NilArray)
+                }
             }
         }
     }
