@@ -42,56 +42,59 @@ impl Node {
         }
     }
 
-    /// Starts the node and waits until it answers PING. On a first start, a port taken
-    /// by another process meanwhile (free_port's race) means new ports and a retry.
+    /// Starts the node and waits until it answers PING. A port taken by another
+    /// process meanwhile (free_port's race) on a first start is `Err`: the caller
+    /// picks new ports for the whole cluster.
     fn start(&mut self, how: &[String]) {
-        assert!(self.child.is_none(), "node {} already running", self.id);
-        for _attempt in 0..5 {
-            let mut c = Command::new(BIN);
-            c.args(["server", "--node-id", &self.id.to_string()])
-                .args(["--port", &self.port.to_string()])
-                .args(["--peer-port", &self.peer_port.to_string()])
-                .args(["--dir", self.dir.to_str().unwrap()])
-                .args(&self.extra)
-                .args(how)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = c.spawn().expect("spawn shardis");
-            pipe(child.stdout.take().unwrap(), self.output.clone());
-            pipe(child.stderr.take().unwrap(), self.output.clone());
-            self.child = Some(child);
-            let end = Instant::now() + Duration::from_secs(10);
-            loop {
-                let exited = self.child.as_mut().unwrap().try_wait().ok().flatten();
-                if let Some(status) = exited {
-                    self.child = None;
-                    let out = self.output();
-                    if !self.started && out.to_ascii_lowercase().contains("in use") {
-                        self.port = free_port();
-                        self.peer_port = free_port();
-                        break; // retry on other ports
-                    }
-                    panic!("node {} exited ({status}) during startup:\n{out}", self.id);
-                }
-                if self.try_conn().is_some() {
-                    self.started = true;
-                    return;
-                }
-                assert!(
-                    Instant::now() < end,
-                    "timed out after 10s waiting for node {} to answer PING:\n{}",
-                    self.id,
-                    self.output()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if let Err(out) = self.try_start(how) {
+            panic!("node {}: port in use on a restart:\n{out}", self.id);
         }
-        panic!("node {}: no free ports after 5 attempts", self.id);
     }
 
-    fn peer(&self) -> String {
-        format!("127.0.0.1:{}", self.peer_port)
+    fn try_start(&mut self, how: &[String]) -> Result<(), String> {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let mut c = Command::new(BIN);
+        c.args(["server", "--node-id", &self.id.to_string()])
+            .args(["--port", &self.port.to_string()])
+            .args(["--peer-port", &self.peer_port.to_string()])
+            .args(["--dir", self.dir.to_str().unwrap()])
+            .args(&self.extra)
+            .args(how)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn shardis");
+        pipe(child.stdout.take().unwrap(), self.output.clone());
+        pipe(child.stderr.take().unwrap(), self.output.clone());
+        self.child = Some(child);
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let exited = self.child.as_mut().unwrap().try_wait().ok().flatten();
+            if let Some(status) = exited {
+                self.child = None;
+                let out = self.output();
+                if !self.started && out.to_ascii_lowercase().contains("in use") {
+                    return Err(out);
+                }
+                panic!("node {} exited ({status}) during startup:\n{out}", self.id);
+            }
+            if self.try_conn().is_some() {
+                self.started = true;
+                return Ok(());
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after 10s waiting for node {} to answer PING:\n{}",
+                self.id,
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `id=host:port@peerport`, as --initial-cluster lists members.
+    fn member(&self) -> String {
+        format!("{}=127.0.0.1:{}@{}", self.id, self.port, self.peer_port)
     }
 
     fn try_conn(&self) -> Option<RawConn> {
@@ -136,16 +139,27 @@ impl Node {
         }
     }
 
+    /// INFO raft's line for shard 1 as `raft_<field>` entries (`raft_role`, ...).
     fn info_raft(&self) -> Option<std::collections::HashMap<String, String>> {
+        self.shard_info(1)
+    }
+
+    /// INFO raft's line for one shard as `raft_<field>` entries.
+    fn shard_info(&self, shard: u64) -> Option<std::collections::HashMap<String, String>> {
         let mut c = self.try_conn()?;
         let Frame::Bulk(text) = c.cmd(&["INFO", "raft"]) else {
             return None;
         };
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("shard{shard}:")))?
+            .trim()
+            .to_string();
         Some(
-            String::from_utf8_lossy(&text)
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            line.split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (format!("raft_{k}"), v.to_string()))
                 .collect(),
         )
     }
@@ -190,21 +204,34 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Node 1 bootstraps, nodes 2..=n join through it; returns once all are voters.
+    /// Starts `n` nodes forming one cluster (`--initial-cluster`, `--shards 1` unless
+    /// `extra` says otherwise); returns once every node agrees on shard 1's leader
+    /// and voters.
     fn start(name: &str, n: u64, extra: &[&str]) -> Cluster {
         let base =
             std::env::temp_dir().join(format!("shardis-cluster-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let mut nodes: Vec<Node> = (1..=n).map(|i| Node::new(i, &base, extra)).collect();
-        nodes[0].start(&["--bootstrap".into()]);
-        let seed = nodes[0].peer();
-        for node in nodes.iter_mut().skip(1) {
-            node.start(&["--join".into(), seed.clone()]);
+        let mut extra: Vec<&str> = extra.to_vec();
+        if !extra.contains(&"--shards") {
+            extra.extend(["--shards", "1"]);
         }
-        let c = Cluster { base, nodes };
-        let want: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
-        c.wait_stable(&want.join(","));
-        c
+        'attempt: for _ in 0..5 {
+            let _ = std::fs::remove_dir_all(&base);
+            let mut nodes: Vec<Node> = (1..=n).map(|i| Node::new(i, &base, &extra)).collect();
+            let members: Vec<String> = nodes.iter().map(|n| n.member()).collect();
+            let how = vec!["--initial-cluster".to_string(), members.join(",")];
+            for node in nodes.iter_mut() {
+                if node.try_start(&how).is_err() {
+                    continue 'attempt; // new ports for everyone
+                }
+            }
+            let c = Cluster { base, nodes };
+            let want: Vec<String> = (1..=n.min(3)).map(|i| i.to_string()).collect();
+            if n <= 3 {
+                c.wait_stable(&want.join("|"));
+            }
+            return c;
+        }
+        panic!("no free ports for a {n}-node cluster after 5 attempts");
     }
 
     /// Waits until every running node sees the same leader and the voter list.
@@ -449,7 +476,7 @@ fn full_restart_and_snapshot_catch_up() {
     for n in &mut cl.nodes {
         n.start(&[]);
     }
-    cl.wait_stable("1,2,3");
+    cl.wait_stable("1|2|3");
     let l = cl.leader();
     let mut c = cl.nodes[l].conn();
     for k in 0..10 {
@@ -485,7 +512,14 @@ fn redirect_mode_and_pubsub_across_nodes() {
     let r = cl.nodes[f].conn().cmd(&["SET", "k", "v"]);
     assert_eq!(
         r,
-        Frame::Error(format!("MOVED 0 127.0.0.1:{}", cl.nodes[l].port).into_bytes())
+        Frame::Error(
+            format!(
+                "MOVED {} 127.0.0.1:{}",
+                proto::key_slot(b"k"),
+                cl.nodes[l].port
+            )
+            .into_bytes()
+        )
     );
     assert_eq!(cl.nodes[l].conn().cmd(&["SET", "k", "v"]), ok());
     // PUBLISH on one node reaches subscribers on the others (the count is this node's).
@@ -557,7 +591,7 @@ fn crash_loop_keeps_every_acknowledged_write() {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let unknown = writer.join().expect("writer thread");
-    cl.wait_stable("1,2,3");
+    cl.wait_stable("1|2|3");
     let l = cl.leader();
     let acked = acked.lock().unwrap().clone();
     assert!(

@@ -75,7 +75,11 @@ impl Meta {
         }
         match proto::raft_msg::decode::<ClusterMap>(&bytes) {
             Ok(map) => {
-                tracing::info!(epoch = map.epoch, shards = map.shards.len(), "cluster map applied");
+                tracing::info!(
+                    epoch = map.epoch,
+                    shards = map.shards.len(),
+                    "cluster map applied"
+                );
                 *last = Some(bytes);
                 self.tx.send_replace(Arc::new(map));
             }

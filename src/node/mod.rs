@@ -21,8 +21,8 @@ use crate::shard::Shard;
 use crate::storage::{FsyncPolicy, RaftLogStore, SnapshotDir};
 use crate::transport::{CallError, Responder, Transport, TransportConfig};
 use bytes::Bytes;
-use openraft::async_runtime::WatchReceiver;
 use futures_util::future::BoxFuture;
+use openraft::async_runtime::WatchReceiver;
 use proto::map::ClusterMap;
 use proto::raft_msg::{self, kind, ForwardCommands, LeaderHints, Publish};
 use proto::NodeAddr;
@@ -206,7 +206,11 @@ impl Node {
             format!("shard-{group}")
         });
         std::fs::create_dir_all(&dir)?;
-        let sm = ShardSm::open(shard, SnapshotDir::open(dir.join("snapshots"))?, after_apply)?;
+        let sm = ShardSm::open(
+            shard,
+            SnapshotDir::open(dir.join("snapshots"))?,
+            after_apply,
+        )?;
         let log = RaftLogStore::open(&dir.join("log"), self.policy)?;
         let log_stats = log.stats_handle();
         let raft = Raft::new(
@@ -478,7 +482,9 @@ impl Node {
             }
         }
         if targets.is_empty() {
-            return Err(ForwardError::NotSent(format!("shard {shard} has no replicas")));
+            return Err(ForwardError::NotSent(format!(
+                "shard {shard} has no replicas"
+            )));
         }
         let body = raft_msg::encode(&ForwardCommands { shard, resp3, cmds });
         let timeout = Duration::from_millis((self.config.election_timeout * 20).max(10_000));
@@ -490,8 +496,7 @@ impl Node {
                 .await
             {
                 Ok(answer) => {
-                    return raft_msg::decode::<Vec<Reply>>(&answer)
-                        .map_err(ForwardError::Uncertain)
+                    return raft_msg::decode::<Vec<Reply>>(&answer).map_err(ForwardError::Uncertain)
                 }
                 Err(CallError::Unreachable(e)) | Err(CallError::Refused(e)) => last = e,
                 Err(CallError::Remote(e)) => last = e,

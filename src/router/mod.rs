@@ -138,7 +138,11 @@ impl ClusterView {
     /// Whether every slot belongs to a shard with a known leader (`cluster_state:ok`).
     pub fn all_slots_served(&self) -> bool {
         self.map.covers_all_slots()
-            && self.map.ranges.iter().all(|r| self.leader_of(r.shard).is_some())
+            && self
+                .map
+                .ranges
+                .iter()
+                .all(|r| self.leader_of(r.shard).is_some())
     }
 }
 
@@ -223,7 +227,14 @@ mod tests {
         assert_eq!(n.len(), 2);
         assert_eq!(n[&2].client, "127.0.0.1:7002");
         assert_eq!(n[&2].peer, "127.0.0.1:17002");
-        for bad in ["", "1=127.0.0.1:7001", "x=h:1@2", "0=h:1@2", "1=h:1@2,1=h:3@4", "1=h:99999@1"] {
+        for bad in [
+            "",
+            "1=127.0.0.1:7001",
+            "x=h:1@2",
+            "0=h:1@2",
+            "1=h:1@2,1=h:3@4",
+            "1=h:99999@1",
+        ] {
             assert!(parse_initial_cluster(bad).is_err(), "{bad:?}");
         }
     }

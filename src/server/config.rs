@@ -353,7 +353,8 @@ pub static PARAMS: &[Param] = &[
         name: "initial-cluster",
         get: |c| c.initial_cluster.clone(),
         set: |c, v| {
-            crate::router::parse_initial_cluster(v).map_err(|e| format!("Invalid initial-cluster: {e}"))?;
+            crate::router::parse_initial_cluster(v)
+                .map_err(|e| format!("Invalid initial-cluster: {e}"))?;
             Ok(c.initial_cluster = v.trim().to_string())
         },
         immutable: true,

@@ -32,7 +32,10 @@ pub enum Flow {
     Replicate(Replicate),
     /// Cluster mode: commands for a shard this node does not host, to run on a node
     /// that does; the answer is the last command's reply.
-    Forward { shard: u64, cmds: Vec<Vec<Bytes>> },
+    Forward {
+        shard: u64,
+        cmds: Vec<Vec<Bytes>>,
+    },
     /// Cluster mode, forward mode: a command over several shards (multi-key commands
     /// across slots, DBSIZE, KEYS, SCAN...), split, run per shard, and combined.
     FanOut(Vec<Bytes>),
@@ -317,9 +320,7 @@ fn run(
             return (Flow::FanOut(args.clone()), args)
         }
         Target::CrossSlot => return (Flow::Reply(Reply::error(CROSSSLOT)), args),
-        Target::Keyless if cluster_wide(spec.name) => {
-            return (Flow::FanOut(args.clone()), args)
-        }
+        Target::Keyless if cluster_wide(spec.name) => return (Flow::FanOut(args.clone()), args),
         Target::Keyless => {
             let reply = Reply::Error(
                 format!(

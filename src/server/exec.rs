@@ -18,9 +18,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn has_writes(cmds: &[Vec<Bytes>]) -> bool {
-    cmds.iter().any(|a| {
-        cmd::lookup(&a[0]).is_some_and(|s| matches!(s.handler, Handler::Write(_)))
-    })
+    cmds.iter()
+        .any(|a| cmd::lookup(&a[0]).is_some_and(|s| matches!(s.handler, Handler::Write(_))))
 }
 
 /// A single command's answer from a replicated write.
@@ -79,8 +78,16 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
                     keys,
                     deadline,
                 } => {
-                    let r = blocking_write(server, &rep.hosted.shard, &replica, c, argv, keys, deadline)
-                        .await;
+                    let r = blocking_write(
+                        server,
+                        &rep.hosted.shard,
+                        &replica,
+                        c,
+                        argv,
+                        keys,
+                        deadline,
+                    )
+                    .await;
                     vec![r.unwrap_or(Reply::NilArray)]
                 }
             }
@@ -99,19 +106,13 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
 
 /// Runs one command against `shard` (hosted here or not), bypassing slot checks: the
 /// caller has split the keys by shard.
-async fn run_on(
-    server: &Arc<Server>,
-    c: &mut ClientState,
-    shard: u64,
-    args: Vec<Bytes>,
-) -> Reply {
+async fn run_on(server: &Arc<Server>, c: &mut ClientState, shard: u64, args: Vec<Bytes>) -> Reply {
     let target = match server.table().hosted.get(&shard) {
         Some(h) => Target::Local(h.clone()),
         None => {
             let cmds = vec![args];
             let writes = has_writes(&cmds);
-            return match forward(server, shard, cmds, c.proto == crate::resp::Protocol::Resp3)
-                .await
+            return match forward(server, shard, cmds, c.proto == crate::resp::Protocol::Resp3).await
             {
                 Ok(mut r) => r.pop().unwrap_or(Reply::NilArray),
                 Err(e) => e.reply(writes),
@@ -150,7 +151,10 @@ async fn execute_inner(
         }
     }
     let flow = dispatch::command(server, c, args, &target);
-    resolve(server, c, flow).await.pop().unwrap_or(Reply::NilArray)
+    resolve(server, c, flow)
+        .await
+        .pop()
+        .unwrap_or(Reply::NilArray)
 }
 
 /// Commands another node forwarded for `shard`: run in order as one client would, in
@@ -358,7 +362,9 @@ async fn scan(
         Reply::Array(mut parts) if parts.len() == 2 => {
             let keys = parts.pop().expect("two parts");
             let next = match &parts[0] {
-                Reply::Bulk(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok()),
+                Reply::Bulk(b) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok()),
                 _ => None,
             };
             let Some(next) = next else {

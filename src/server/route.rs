@@ -6,10 +6,10 @@
 //! table whenever the map changes or a replica comes up.
 
 use crate::cmd::CommandSpec;
+use crate::resp::Reply;
 use crate::router::{self, ClusterView, RouteError};
 use crate::shard::replica::Replica;
 use crate::shard::Shard;
-use crate::resp::Reply;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use proto::map::{ClusterMap, SlotRange};

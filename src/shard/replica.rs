@@ -13,10 +13,7 @@ use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::raft::{ClientWriteResponse, ReadPolicy};
-use proto::raft_msg::{
-    self, kind, ForwardOutcome, ForwardWrite, ReadIndexOutcome,
-    SnapshotChunk,
-};
+use proto::raft_msg::{self, kind, ForwardOutcome, ForwardWrite, ReadIndexOutcome, SnapshotChunk};
 use proto::{NodeAddr, Op};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -215,7 +212,7 @@ impl Replica {
                 leader.map(|l| l.1.client).unwrap_or_default(),
             ),
             ("raft_term".into(), m.current_term.to_string()),
-            ("raft_voters".into(), members.join(",")),
+            ("raft_voters".into(), members.join("|")),
             (
                 "raft_commit_index".into(),
                 opt(m.local_committed.as_ref().map(|l| l.index)),

@@ -384,9 +384,15 @@ fn replication_section(server: &Server) -> Fields {
             .map(|h| h.id.to_string())
             .collect();
         return fields([
-            ("role", if led.is_empty() { "slave" } else { "master" }.into()),
+            (
+                "role",
+                if led.is_empty() { "slave" } else { "master" }.into(),
+            ),
             ("leader_of_shards", led.join(",")),
-            ("replica_of_shards", hosted.len().saturating_sub(led.len()).to_string()),
+            (
+                "replica_of_shards",
+                hosted.len().saturating_sub(led.len()).to_string(),
+            ),
         ]);
     }
     fields([

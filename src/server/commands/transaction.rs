@@ -89,7 +89,13 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
     let slot = c.multi_slot.take();
     // Where the block runs: the shard of its slot (cluster mode), the node's one shard.
     let target = if !server.is_cluster() {
-        server.table().hosted.values().next().cloned().map(Target::Local)
+        server
+            .table()
+            .hosted
+            .values()
+            .next()
+            .cloned()
+            .map(Target::Local)
     } else {
         slot.map(|s| route::slot_target(&server.table(), s))
     };
