@@ -44,6 +44,8 @@ pub struct ForwardCommands {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeaderHints {
     pub leads: Vec<(u64, u64)>,
+    /// The node is shutting down: hand it no leadership.
+    pub draining: bool,
 }
 
 /// PUBLISH (or SPUBLISH, `shard_channel`) relayed to the other nodes.

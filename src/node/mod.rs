@@ -26,9 +26,10 @@ use openraft::async_runtime::WatchReceiver;
 use proto::map::ClusterMap;
 use proto::raft_msg::{self, kind, ForwardCommands, LeaderHints, Publish};
 use proto::NodeAddr;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -39,6 +40,8 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 /// How often a node tells the others which shards it leads.
 const HINT_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a node checks that its leaderships sit where the balance wants them.
+const BALANCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One cluster node's shared state.
 pub struct Node {
@@ -55,6 +58,10 @@ pub struct Node {
     groups: Mutex<BTreeMap<u64, Arc<Replica>>>,
     /// Shard leaders other nodes reported: shard to (term, node).
     hints: Mutex<HashMap<u64, (u64, u64)>>,
+    /// Nodes that said they are shutting down.
+    draining: Mutex<BTreeSet<u64>>,
+    /// This node is shutting down.
+    stopping: AtomicBool,
 }
 
 /// Runs a node: a single in-memory server without `node-id`, a cluster node with.
@@ -135,6 +142,8 @@ pub async fn run(config: Config) -> io::Result<()> {
         meta: meta.clone(),
         groups: Mutex::new(BTreeMap::new()),
         hints: Mutex::new(HashMap::new()),
+        draining: Mutex::new(BTreeSet::new()),
+        stopping: AtomicBool::new(false),
     });
     let weak = Arc::downgrade(&node);
     handler.set_on_node(Box::new(move |from, kind, body, respond| {
@@ -185,6 +194,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
     tokio::spawn(node.clone().follow_map());
     tokio::spawn(node.clone().send_hints());
+    tokio::spawn(node.clone().balance_leaders());
 
     let result = server::serve(server.clone(), vec![client_listener]).await;
     node.stop().await;
@@ -374,25 +384,62 @@ impl Node {
     async fn send_hints(self: Arc<Self>) {
         loop {
             tokio::time::sleep(HINT_INTERVAL).await;
-            let leads: Vec<(u64, u64)> = self
-                .server
-                .hosted()
-                .iter()
-                .filter_map(|h| {
-                    let r = h.replica.as_ref()?;
-                    r.is_leader()
-                        .then(|| (h.id, r.raft.metrics().borrow_watched().current_term))
-                })
-                .collect();
-            let body = raft_msg::encode(&LeaderHints { leads });
-            let map = self.server.table().map.clone();
-            for id in map.nodes.keys().filter(|id| **id != self.id) {
-                let (t, id, body) = (self.transport.clone(), *id, body.clone());
-                tokio::spawn(async move {
-                    let _ = t
-                        .call(id, META_GROUP, kind::LEADER_HINTS, body, HINT_INTERVAL)
-                        .await;
-                });
+            self.broadcast_hints();
+        }
+    }
+
+    fn broadcast_hints(&self) {
+        let leads: Vec<(u64, u64)> = self
+            .server
+            .hosted()
+            .iter()
+            .filter_map(|h| {
+                let r = h.replica.as_ref()?;
+                r.is_leader()
+                    .then(|| (h.id, r.raft.metrics().borrow_watched().current_term))
+            })
+            .collect();
+        let draining = self.stopping.load(Ordering::SeqCst);
+        let body = raft_msg::encode(&LeaderHints { leads, draining });
+        let map = self.server.table().map.clone();
+        for id in map.nodes.keys().filter(|id| **id != self.id) {
+            let (t, id, body) = (self.transport.clone(), *id, body.clone());
+            tokio::spawn(async move {
+                let _ = t
+                    .call(id, META_GROUP, kind::LEADER_HINTS, body, HINT_INTERVAL)
+                    .await;
+            });
+        }
+    }
+
+    /// Leader balancing: every [`BALANCE_INTERVAL`], each shard this node leads but
+    /// that should be led elsewhere ([`router::preferred_leaders`]) is handed to its
+    /// preferred node, if that node is connected, not draining and caught up. A node
+    /// coming back from a restart so gets its share of leaderships back.
+    async fn balance_leaders(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(BALANCE_INTERVAL).await;
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let table = self.server.table();
+            let preferred = router::preferred_leaders(&table.map);
+            let live: BTreeSet<u64> = self.transport.connected_peers().into_iter().collect();
+            let draining = self.draining.lock().unwrap().clone();
+            for h in table.hosted.values() {
+                let Some(r) = &h.replica else { continue };
+                let Some(&want) = preferred.get(&h.id) else {
+                    continue;
+                };
+                if want == self.id
+                    || !r.is_leader()
+                    || !live.contains(&want)
+                    || draining.contains(&want)
+                    || !r.caught_up(want, 0)
+                {
+                    continue;
+                }
+                r.transfer_to(want, Duration::from_secs(1)).await;
             }
         }
     }
@@ -415,6 +462,14 @@ impl Node {
             kind::LEADER_HINTS => match raft_msg::decode::<LeaderHints>(&body) {
                 Err(e) => respond.send(Err(e)),
                 Ok(h) => {
+                    {
+                        let mut d = self.draining.lock().unwrap();
+                        if h.draining {
+                            d.insert(from);
+                        } else {
+                            d.remove(&from);
+                        }
+                    }
                     let mut hints = self.hints.lock().unwrap();
                     for (shard, term) in h.leads {
                         let e = hints.entry(shard).or_insert((0, 0));
@@ -506,8 +561,12 @@ impl Node {
         Err(ForwardError::NotSent(last))
     }
 
-    /// Hands every leadership held here to another replica; the number moved.
+    /// Hands every leadership held here to another replica; the number moved. Tells
+    /// the others first that this node is draining, so no balancer hands any back.
     async fn hand_over(self: Arc<Self>) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.broadcast_hints();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let replicas: Vec<Arc<Replica>> = self.groups.lock().unwrap().values().cloned().collect();
         let moves = replicas
             .iter()

@@ -81,6 +81,41 @@ pub fn initial_map(nodes: BTreeMap<u64, NodeAddr>, shards: u64, r: usize) -> Clu
     map
 }
 
+/// The node each shard's leadership should sit on: shards in id order, each to the
+/// replica with the fewest shards so far (placement order breaks ties), so every node
+/// leads about S/N shards. Deterministic: every node computes the same.
+pub fn preferred_leaders(map: &ClusterMap) -> BTreeMap<u64, u64> {
+    let mut load: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for (shard, replicas) in &map.shards {
+        let best = replicas
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, n)| (load.get(n).copied().unwrap_or(0), *i))
+            .map(|(_, n)| *n);
+        if let Some(n) = best {
+            *load.entry(n).or_default() += 1;
+            out.insert(*shard, n);
+        }
+    }
+    // Then move single leaderships from a node with two more than another replica of
+    // the shard, until none can move (each move lowers the spread, so this ends).
+    loop {
+        let step = out.iter().find_map(|(shard, leader)| {
+            let l = load[leader];
+            map.shards[shard]
+                .iter()
+                .find(|n| load.get(n).copied().unwrap_or(0) + 1 < l)
+                .map(|n| (*shard, *leader, *n))
+        });
+        let Some((shard, from, to)) = step else { break };
+        *load.get_mut(&from).expect("leads") -= 1;
+        *load.entry(to).or_default() += 1;
+        out.insert(shard, to);
+    }
+    out
+}
+
 /// Parses an initial member list, `id=host:port@peerport,...` (Redis's
 /// `ip:port@cport` notation): node ids to their client and peer addresses.
 pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<u64, NodeAddr>, String> {
@@ -219,6 +254,28 @@ mod tests {
             (0.08..0.28).contains(&share),
             "moved {share:.2} of the replicas, expected about 1/6"
         );
+    }
+
+    #[test]
+    fn preferred_leaders_are_balanced_replicas() {
+        for (n, s) in [(3, 3), (3, 6), (5, 10), (5, 16), (4, 7)] {
+            let m = initial_map(nodes(n), s, 3);
+            let p = preferred_leaders(&m);
+            assert_eq!(p.len() as u64, s);
+            let mut per: BTreeMap<u64, u64> = BTreeMap::new();
+            for (shard, node) in &p {
+                assert!(m.shards[shard].contains(node), "a replica leads");
+                *per.entry(*node).or_default() += 1;
+            }
+            let (lo, hi) = (
+                per.values().min().copied().unwrap_or(0),
+                per.values().max().copied().unwrap_or(0),
+            );
+            assert!(
+                hi - lo <= 1 || (per.len() as u64) < n,
+                "{n} nodes, {s} shards: {per:?}"
+            );
+        }
     }
 
     #[test]

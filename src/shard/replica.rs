@@ -510,7 +510,16 @@ impl Replica {
         let Some(target) = target else {
             return false;
         };
-        tracing::info!(to = target, "transferring leadership");
+        self.transfer_to(target, wait).await
+    }
+
+    /// Hands leadership to `target` and waits (up to `wait`) for the change.
+    pub async fn transfer_to(&self, target: u64, wait: Duration) -> bool {
+        tracing::info!(
+            group = self.cfg.group,
+            to = target,
+            "transferring leadership"
+        );
         if self.raft.trigger().transfer_leader(target).await.is_err() {
             return false;
         }
@@ -523,6 +532,24 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         false
+    }
+
+    /// Whether `node` is a voter that has replicated everything up to the leader's
+    /// last log index but `slack` (known on the leader only).
+    pub fn caught_up(&self, node: u64, slack: u64) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == node);
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&node).cloned().flatten())
+            .map_or(0, |l| l.index);
+        voter && matched + slack >= last
     }
 }
 
