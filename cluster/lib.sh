@@ -68,31 +68,56 @@ if [ "${PIN:-yes}" != no ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 
     PINNING="servers pinned to core 1, clients to core 0 (taskset)"
 fi
 
-# One field of `INFO raft` on a node, empty when it does not answer.
-raft_field() { # port field
+# One field of a shard's line in `INFO raft` (`shardN:role=leader,term=3,...`), empty
+# when the node does not answer. Field names may carry the old `raft_` prefix.
+raft_field() { # port field [shard]
+    local shard=${3:-1} field=${2#raft_}
     redis-cli -h 127.0.0.1 -p "$1" info raft 2>/dev/null | tr -d '\r' |
+        awk -F: -v s="shard$shard" '$1 == s { print $2 }' | tr ',' '\n' |
+        awk -F= -v k="$field" '$1 == k { print $2 }' || true
+}
+
+# One field of `CLUSTER INFO` on a node (cluster_state, ...), empty when it does not
+# answer.
+cluster_info_field() { # port field
+    redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r' |
         awk -F: -v k="$2" '$1 == k { print $2 }' || true
 }
 
-# --- a 3-node cluster ----------------------------------------------------------------
-# After sourcing, the caller sets NODE_PORTS, NODE_PEER_PORTS (arrays indexed 1..3),
-# NODE_ROOT (node N's data in $NODE_ROOT/nodeN, its log in $NODE_ROOT/nodeN.log) and
-# optionally NODE_SETTINGS (extra `--name value` flags for every node).
-NODE_IDS=(1 2 3)
+# --- a cluster of N nodes --------------------------------------------------------------
+# After sourcing, the caller sets NODE_PORTS and NODE_PEER_PORTS (arrays indexed by node
+# id, 1..N), NODE_ROOT (node N's data in $NODE_ROOT/nodeN, its log in
+# $NODE_ROOT/nodeN.log), SHARDS (shards of a new cluster) and optionally NODE_SETTINGS
+# (extra `--name value` flags for every node).
 NODE_PIDS=()
 NODE_SETTINGS=()
+SHARDS=${SHARDS:-1}
+
+node_ids() { echo "${!NODE_PORTS[@]}"; }
 
 node_log() { echo "$NODE_ROOT/node$1.log"; }
 
+# The --initial-cluster list of every node.
+initial_cluster() {
+    local id list=
+    for id in $(node_ids); do
+        list+="${list:+,}$id=127.0.0.1:${NODE_PORTS[$id]}@${NODE_PEER_PORTS[$id]}"
+    done
+    echo "$list"
+}
+
 # Starts node N in the background, in its own session so that a Ctrl-C on the terminal
-# reaches only the script, which then stops the nodes in order with SIGTERM.
+# reaches only the script, which then stops the nodes in order with SIGTERM. The
+# initial member list only matters on a cluster's first start; a restarted node reads
+# its cluster from its data directory.
 node_start() { # id [extra flags...]
     local id=$1
     shift
     mkdir -p "$NODE_ROOT/node$id"
     "${pin_server[@]}" setsid "$SHARDIS" server --node-id "$id" \
         --port "${NODE_PORTS[$id]}" --peer-port "${NODE_PEER_PORTS[$id]}" \
-        --dir "$NODE_ROOT/node$id" ${NODE_SETTINGS[@]+"${NODE_SETTINGS[@]}"} "$@" \
+        --dir "$NODE_ROOT/node$id" --initial-cluster "$(initial_cluster)" --shards "$SHARDS" \
+        ${NODE_SETTINGS[@]+"${NODE_SETTINGS[@]}"} "$@" \
         </dev/null >>"$(node_log "$id")" 2>&1 &
     NODE_PIDS[$id]=$!
 }
@@ -101,80 +126,77 @@ node_alive() { # id
     [ -n "${NODE_PIDS[$1]:-}" ] && kill -0 "${NODE_PIDS[$1]}" 2>/dev/null
 }
 
-# Starts all three: node 1 bootstraps on a first start (no data yet), the others join
-# through it; with data, every node rejoins from its own directory.
+# Starts every node.
 cluster_start() {
-    local id first=
-    [ -d "$NODE_ROOT/node1/shard-0" ] || first=yes
-    for id in "${NODE_IDS[@]}"; do
+    local id
+    for id in $(node_ids); do
         port_free "${NODE_PORTS[$id]}" || die "client port ${NODE_PORTS[$id]} is in use"
         port_free "${NODE_PEER_PORTS[$id]}" || die "peer port ${NODE_PEER_PORTS[$id]} is in use"
     done
-    if [ -n "$first" ]; then
-        node_start 1 --bootstrap
-    else
-        node_start 1
-    fi
-    wait_ping "${NODE_PORTS[1]}" "node 1" "${NODE_PIDS[1]}" "$(node_log 1)"
-    for id in 2 3; do
-        # --join only acts on a node without data, so passing it always is safe.
-        node_start "$id" --join "127.0.0.1:${NODE_PEER_PORTS[1]}"
+    for id in $(node_ids); do
+        node_start "$id"
     done
-    for id in 2 3; do
+    for id in $(node_ids); do
         wait_ping "${NODE_PORTS[$id]}" "node $id" "${NODE_PIDS[$id]}" "$(node_log "$id")"
     done
 }
 
-# One line per node: id, port, role, leader, voters, applied index.
+# One line per node: id, port, cluster state, shards hosted and led, keys held.
 cluster_status() {
     local id p
-    for id in "${NODE_IDS[@]}"; do
+    for id in $(node_ids); do
         p=${NODE_PORTS[$id]}
-        if node_alive "$id"; then
-            printf 'node %s port %s: role=%s leader=%s voters=%s applied=%s\n' "$id" "$p" \
-                "$(raft_field "$p" raft_role)" "$(raft_field "$p" raft_leader_id)" \
-                "$(raft_field "$p" raft_voters)" "$(raft_field "$p" raft_applied_index)"
+        if node_alive "$id" || redis-cli -p "$p" ping >/dev/null 2>&1; then
+            printf 'node %s port %s: cluster_state=%s replicas=%s leads=%s keys=%s\n' "$id" "$p" \
+                "$(cluster_info_field "$p" cluster_state)" \
+                "$(redis-cli -p "$p" info raft 2>/dev/null | tr -d '\r' | awk -F: '$1 == "raft_shards" { print $2 }')" \
+                "$(redis-cli -p "$p" info raft 2>/dev/null | tr -d '\r' | awk -F: '$1 == "raft_leaderships" { print $2 }')" \
+                "$(redis-cli -p "$p" info keyspace 2>/dev/null | tr -d '\r' | sed -n 's/^db0:keys=\([0-9]*\).*/\1/p')"
         else
             printf 'node %s port %s: not running\n' "$id" "$p"
         fi
     done
 }
 
-# The leader's id when every node is up, names the same leader, that leader says it
-# leads and the voters are 1,2,3; empty otherwise.
+# Shard 1's leader when every node names the same one and that node says it leads;
+# empty otherwise.
 cluster_agreed_leader() {
     local id p leader= l
-    for id in "${NODE_IDS[@]}"; do
+    for id in $(node_ids); do
         p=${NODE_PORTS[$id]}
-        [ "$(raft_field "$p" raft_voters)" = "1,2,3" ] || return 0
-        l=$(raft_field "$p" raft_leader_id)
-        case "$l" in '' | -1) return 0 ;; esac
+        l=$(raft_field "$p" leader_id 1)
+        [ -n "$l" ] || continue # not a replica of shard 1
+        case "$l" in -1) return 0 ;; esac
         [ -z "$leader" ] || [ "$leader" = "$l" ] || return 0
         leader=$l
     done
-    [ "$(raft_field "${NODE_PORTS[$leader]}" raft_role)" = leader ] || return 0
+    [ -n "$leader" ] || return 0
+    [ "$(raft_field "${NODE_PORTS[$leader]}" role 1)" = leader ] || return 0
     echo "$leader"
 }
 
-# Waits until the cluster agrees on a leader with voters 1,2,3 and prints its id.
+# Waits until every node says cluster_state:ok (every slot's shard has a leader) and
+# prints shard 1's leader.
 cluster_wait_ready() { # timeout_s
-    local end=$((SECONDS + $1)) leader id
+    local end=$((SECONDS + $1)) leader id ok
     while [ "$SECONDS" -lt "$end" ]; do
-        for id in "${NODE_IDS[@]}"; do
+        ok=yes
+        for id in $(node_ids); do
             node_alive "$id" || {
                 tail -n 20 "$(node_log "$id")" >&2
                 die "node $id exited while waiting for the cluster (log: $(node_log "$id"))"
             }
+            [ "$(cluster_info_field "${NODE_PORTS[$id]}" cluster_state)" = ok ] || ok=
         done
         leader=$(cluster_agreed_leader)
-        if [ -n "$leader" ]; then
+        if [ -n "$ok" ] && [ -n "$leader" ]; then
             echo "$leader"
             return 0
         fi
         sleep 0.1
     done
     cluster_status >&2
-    die "the nodes did not agree on a leader with voters 1,2,3 within $1 s (logs: $NODE_ROOT/node*.log)"
+    die "the cluster did not reach cluster_state:ok within $1 s (logs: $NODE_ROOT/node*.log)"
 }
 
 # SIGTERM and wait for the exit (SIGKILL after timeout_s, with a warning).
@@ -191,20 +213,12 @@ node_stop() { # id timeout_s
     NODE_PIDS[$1]=
 }
 
-# Stops the nodes one at a time, the current leader first, so that each SIGTERM hands
-# leadership to a node that is still running.
+# Stops the nodes one at a time; each SIGTERM hands the node's leaderships to nodes
+# that are still running.
 cluster_stop() {
-    local id leader
-    for _ in "${NODE_IDS[@]}"; do
-        leader=
-        for id in "${NODE_IDS[@]}"; do
-            node_alive "$id" || continue
-            [ "$(raft_field "${NODE_PORTS[$id]}" raft_role)" = leader ] && leader=$id
-        done
-        if [ -z "$leader" ]; then
-            for id in "${NODE_IDS[@]}"; do node_alive "$id" && leader=$id && break; done
-        fi
-        [ -n "$leader" ] || break
-        node_stop "$leader" 15
+    local id
+    for id in $(node_ids); do
+        node_alive "$id" && node_stop "$id" 15
     done
+    return 0
 }

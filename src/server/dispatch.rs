@@ -299,10 +299,29 @@ fn run(
     args: Vec<Bytes>,
     target: &Target,
 ) -> (Flow, Vec<Bytes>) {
+    let redirect = server.hot.redirect.load(Ordering::Relaxed);
     if matches!(spec.handler, Handler::Server) {
+        if server.is_cluster() && matches!(spec.name, "spublish" | "ssubscribe") {
+            // Shard channels hash like keys: one slot per command; in redirect mode
+            // the slot's shard leader serves them, as Redis Cluster's shard does. (In
+            // forward mode any node does: messages reach every node.)
+            let slot = match crate::router::command_slot(spec, &args) {
+                Err(_) => return (Flow::Reply(Reply::error(CROSSSLOT)), args),
+                Ok(slot) => slot,
+            };
+            if let (true, Some(slot)) = (redirect, slot) {
+                let local_leader = matches!(
+                    crate::server::route::slot_target(&server.table(), slot),
+                    Target::Local(ref h) if h.replica.as_ref().is_some_and(|r| r.is_leader())
+                );
+                if !local_leader {
+                    let shard = server.table().map.shard_of(slot).unwrap_or(0);
+                    return (Flow::Reply(moved(server, slot, shard)), args);
+                }
+            }
+        }
         return (commands::run(server, c, spec, args.clone()), args);
     }
-    let redirect = server.hot.redirect.load(Ordering::Relaxed);
     let h = match target {
         Target::Local(h) => h,
         Target::Remote { shard, slot } => {
