@@ -871,6 +871,34 @@ fn five_nodes_forward_to_unhosted_shards_and_survive_a_leader_kill() {
         c.cmd(&["INCR", "{t}x"]);
         assert_eq!(c.cmd(&["EXEC"]), Frame::Array(vec![ok(), Frame::Int(2)]));
     }
+    // A blocking pop through a node that hosts no replica of the key's shard: it
+    // waits (in slices, on a node that does) and gets the element pushed meanwhile.
+    let (n1, unhosted) = cl
+        .nodes
+        .iter()
+        .find_map(|n| {
+            (1..=5u64)
+                .find(|s| n.shard_info(*s).is_none())
+                .map(|s| (n, s))
+        })
+        .expect("a node without a replica of some shard");
+    let qkey = keys[((unhosted as usize - 1) * 16384 / 5) + 3].clone();
+    let port1 = n1.port;
+    let popper = {
+        let qkey = qkey.clone();
+        std::thread::spawn(move || RawConn::connect(port1).cmd(&["BRPOP", &qkey, "20"]))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        cl.nodes[1].conn().cmd(&["LPUSH", &qkey, "job"]),
+        Frame::Int(1)
+    );
+    assert_eq!(
+        popper.join().expect("popper"),
+        Frame::Array(vec![bulk(&qkey), bulk("job")])
+    );
+    assert_eq!(n1.conn().cmd(&["BLPOP", &qkey, "0.2"]), Frame::NilArray);
+
     // Kill the node leading the most shards while writers on another node write keys
     // of every shard: the victim's shards fail over, the others never stop.
     let mut per = std::collections::BTreeMap::new();

@@ -438,15 +438,20 @@ fn blocking_keys(spec: &CommandSpec, args: &[Bytes]) -> Vec<Bytes> {
 
 /// The timeout of a blocking command (`None` inside: 0 = forever). The command's own
 /// apply validated it already, so a parse failure here means "don't block".
-fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Option<Duration>> {
-    let raw = match spec.name {
-        "blmpop" | "bzmpop" => args.get(1)?,
-        _ => args.last()?,
-    };
+pub fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Option<Duration>> {
+    let raw = args.get(block_timeout_pos(spec, args)?)?;
     // Redis's reading (whole milliseconds, rounded up; hex accepted), so that what
     // the command accepted blocks for what Redis would.
     let ms = cmd::args::timeout_ms(raw).ok()?;
     Some((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+/// Where a blocking command's timeout argument is.
+pub fn block_timeout_pos(spec: &CommandSpec, args: &[Bytes]) -> Option<usize> {
+    match spec.name {
+        "blmpop" | "bzmpop" => Some(1),
+        _ => args.len().checked_sub(1),
+    }
 }
 
 /// Cancels a blocked command after its timeout: the reply is a null array, unless a

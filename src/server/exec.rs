@@ -15,7 +15,7 @@ use bytes::Bytes;
 use proto::Op;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn has_writes(cmds: &[Vec<Bytes>]) -> bool {
     cmds.iter()
@@ -92,6 +92,9 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
                 }
             }
         }
+        Flow::Forward { shard, mut cmds } if cmds.len() == 1 && blocking(&cmds[0]) => {
+            vec![forward_blocking(server, c, shard, cmds.remove(0)).await]
+        }
         Flow::Forward { shard, cmds } => {
             let writes = has_writes(&cmds);
             let resp3 = c.proto == crate::resp::Protocol::Resp3;
@@ -101,6 +104,64 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
             }
         }
         Flow::FanOut(args) => vec![fan_out(server, c, args).await],
+    }
+}
+
+fn blocking(args: &[Bytes]) -> bool {
+    cmd::lookup(&args[0]).is_some_and(|s| s.has(crate::cmd::flags::BLOCKING))
+}
+
+/// The longest a forwarded blocking command waits on the other node: well under the
+/// forward's own timeout, so a wait never looks like a lost request.
+const BLOCK_SLICE: Duration = Duration::from_secs(5);
+
+/// A blocking pop on a shard this node does not host: forwarded with its timeout cut
+/// into slices of at most [`BLOCK_SLICE`], again while it finds nothing, until its
+/// own deadline. Each slice either pops (and returns what it popped) or times out
+/// having changed nothing, so no element is lost between slices.
+async fn forward_blocking(
+    server: &Arc<Server>,
+    c: &mut ClientState,
+    shard: u64,
+    mut args: Vec<Bytes>,
+) -> Reply {
+    let spec = cmd::lookup(&args[0]).expect("blocking commands exist");
+    let (Some(timeout), Some(pos)) = (
+        dispatch::block_timeout(spec, &args),
+        dispatch::block_timeout_pos(spec, &args),
+    ) else {
+        // An invalid timeout: the other node answers the error.
+        return forward_one(server, c, shard, args).await;
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(BLOCK_SLICE),
+            None => BLOCK_SLICE,
+        };
+        // A zero slice would block forever there: the smallest wait instead.
+        let secs = format!("{:.3}", slice.as_secs_f64().max(0.001));
+        args[pos] = Bytes::from(secs);
+        let r = forward_one(server, c, shard, args.clone()).await;
+        let done = deadline.is_some_and(|d| Instant::now() >= d);
+        if !dispatch::is_empty_pop(&r) || done || c.handle.is_killed() || server.is_shutting_down()
+        {
+            return r;
+        }
+    }
+}
+
+async fn forward_one(
+    server: &Arc<Server>,
+    c: &mut ClientState,
+    shard: u64,
+    args: Vec<Bytes>,
+) -> Reply {
+    let cmds = vec![args];
+    let writes = has_writes(&cmds);
+    match forward(server, shard, cmds, c.proto == crate::resp::Protocol::Resp3).await {
+        Ok(mut r) => r.pop().unwrap_or(Reply::NilArray),
+        Err(e) => e.reply(writes),
     }
 }
 
