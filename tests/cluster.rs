@@ -992,3 +992,52 @@ fn five_nodes_forward_to_unhosted_shards_and_survive_a_leader_kill() {
         last.len()
     );
 }
+
+/// The `redis` crate's cluster client (it routes by CLUSTER SLOTS and follows MOVED)
+/// against both routing modes.
+#[test]
+fn redis_crate_cluster_client_reads_and_writes_every_slot() {
+    use redis::Commands;
+    for mode in ["forward", "redirect"] {
+        let cl = Cluster::start(
+            &format!("rscluster-{mode}"),
+            3,
+            &["--shards", "3", "--follower-mode", mode],
+        );
+        cl.wait_all_led(3);
+        wait_for(
+            "cluster_state:ok on every node",
+            Duration::from_secs(20),
+            || {
+                cl.nodes.iter().all(|n| {
+                    matches!(n.conn().cmd(&["CLUSTER", "INFO"]),
+                    Frame::Bulk(b) if String::from_utf8_lossy(&b).contains("cluster_state:ok"))
+                })
+            },
+        );
+        let urls: Vec<String> = cl
+            .nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .collect();
+        let client = redis::cluster::ClusterClient::new(urls).expect("cluster client");
+        let mut con = client.get_connection().expect("cluster connection");
+        let keys = key_per_slot();
+        for slot in (0..16384).step_by(61) {
+            let k = &keys[slot];
+            let () = con
+                .set(k, slot)
+                .unwrap_or_else(|e| panic!("{mode}: SET {k}: {e}"));
+            let v: usize = con
+                .get(k)
+                .unwrap_or_else(|e| panic!("{mode}: GET {k}: {e}"));
+            assert_eq!(v, slot);
+        }
+        // Multi-key commands with a hash tag go to one shard.
+        let () = con
+            .mset(&[("{h}a", "1"), ("{h}b", "2")])
+            .expect("MSET with a hash tag");
+        let v: Vec<String> = con.mget(&["{h}a", "{h}b"]).expect("MGET");
+        assert_eq!(v, ["1", "2"]);
+    }
+}
