@@ -40,7 +40,6 @@ pub fn watch(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
     if c.multi.is_some() {
         return Reply::error("ERR WATCH inside MULTI is not allowed");
     }
-    let mut w = server.waiters.lock().unwrap();
     for key in &a[1..] {
         if c.watched.iter().any(|(k, _, _)| k == key) {
             continue;
@@ -48,11 +47,16 @@ pub fn watch(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
         let Some(h) = server.shard_of_key(key) else {
             return Reply::error(WATCH_REMOTE);
         };
+        // Lock order: shard, then waiters (as after_write takes them).
         let mut st = h.shard.lock();
         let now = st.now();
         let alive = st.ks.exists(key, now);
         let digest = st.ks.digest(key, now);
-        w.watch(&mut st.ks, c.id(), key, &c.watch_dirty);
+        server
+            .waiters
+            .lock()
+            .unwrap()
+            .watch(&mut st.ks, c.id(), key, &c.watch_dirty);
         c.watched.push((key.clone(), alive, digest));
     }
     c.handle.info.lock().unwrap().watch = c.watched.len();
@@ -62,12 +66,15 @@ pub fn watch(server: &Server, c: &mut ClientState, a: &[Bytes]) -> Reply {
 const WATCH_REMOTE: &str = "ERR WATCH of a key whose shard has no replica on this node is not supported: connect to a node hosting the shard (CLUSTER SLOTS)";
 
 pub fn unwatch_all(server: &Server, c: &mut ClientState) {
-    if !c.watched.is_empty() {
-        let mut w = server.waiters.lock().unwrap();
-        for (key, _, _) in c.watched.drain(..) {
-            if let Some(h) = server.shard_of_key(&key) {
-                w.unwatch(&mut h.shard.lock().ks, c.handle.id, &key);
-            }
+    for (key, _, _) in c.watched.drain(..) {
+        if let Some(h) = server.shard_of_key(&key) {
+            // Lock order: shard, then waiters (as after_write takes them).
+            let mut st = h.shard.lock();
+            server
+                .waiters
+                .lock()
+                .unwrap()
+                .unwatch(&mut st.ks, c.handle.id, &key);
         }
     }
     c.watch_dirty.store(false, Ordering::SeqCst);
