@@ -702,6 +702,39 @@ fn three_nodes_six_shards_serve_every_slot_through_any_node() {
         }
         per.values().all(|&n| n == 2) && per.len() == 3
     });
+    // CLUSTER SLOTS on every node: every slot served exactly once, each range by its
+    // shard's leader with the two other replicas after it.
+    let leaders = cl.wait_all_led(6);
+    let leader_ports: std::collections::BTreeSet<i64> = leaders
+        .values()
+        .map(|id| cl.node(*id).port as i64)
+        .collect();
+    for n in &cl.nodes {
+        let Frame::Array(ranges) = n.conn().cmd(&["CLUSTER", "SLOTS"]) else {
+            panic!("CLUSTER SLOTS on node {}", n.id)
+        };
+        let mut covered = vec![0u8; 16384];
+        for r in &ranges {
+            let Frame::Array(parts) = r else {
+                panic!("a range")
+            };
+            let (Frame::Int(a), Frame::Int(b)) = (&parts[0], &parts[1]) else {
+                panic!("range bounds")
+            };
+            for slot in *a..=*b {
+                covered[slot as usize] += 1;
+            }
+            assert_eq!(parts.len(), 5, "master and two replicas: {parts:?}");
+            let Frame::Array(master) = &parts[2] else {
+                panic!("master")
+            };
+            let Frame::Int(port) = master[1] else {
+                panic!("port")
+            };
+            assert!(leader_ports.contains(&port), "range {a}-{b} names a leader");
+        }
+        assert!(covered.iter().all(|&c| c == 1), "every slot exactly once");
+    }
     // Every slot is writable and readable through every node (plain client: forwarded
     // or run where the shard's leader is).
     let keys = key_per_slot();
