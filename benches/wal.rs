@@ -26,7 +26,7 @@ openraft::declare_raft_types!(
         R = String,
 );
 
-type Entry = openraft::Entry<Bench>;
+type Entry = openraft::type_config::alias::EntryOf<Bench>;
 
 const ENTRY: usize = 100;
 const GROUPS: u64 = 16;

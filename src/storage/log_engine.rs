@@ -720,8 +720,7 @@ impl Core {
         if from > to {
             return Ok(Vec::new());
         }
-        // (file, segment, start, end, records as (index, offset, len)) per pread.
-        let mut reads: Vec<(Arc<File>, u64, u64, u64, Vec<(u64, u64, u64)>)> = Vec::new();
+        let mut reads: Vec<Pread> = Vec::new();
         {
             let st = self.state()?;
             let g = st.groups.get(&group);
@@ -735,29 +734,36 @@ impl Core {
             for index in from..=to {
                 let loc = g.locs[(index - first) as usize];
                 match reads.last_mut() {
-                    Some((_, seg, _, end, recs))
-                        if *seg == loc.seg
-                            && loc.offset >= *end
-                            && loc.offset - *end <= READ_GAP =>
+                    Some(r)
+                        if r.seg == loc.seg
+                            && loc.offset >= r.end
+                            && loc.offset - r.end <= READ_GAP =>
                     {
-                        *end = loc.offset + loc.len;
-                        recs.push((index, loc.offset, loc.len));
+                        r.end = loc.offset + loc.len;
+                        r.records.push((index, loc.offset, loc.len));
                     }
-                    _ => reads.push((
-                        Arc::clone(&st.segments[&loc.seg].file),
-                        loc.seg,
-                        loc.offset,
-                        loc.offset + loc.len,
-                        vec![(index, loc.offset, loc.len)],
-                    )),
+                    _ => reads.push(Pread {
+                        file: Arc::clone(&st.segments[&loc.seg].file),
+                        seg: loc.seg,
+                        start: loc.offset,
+                        end: loc.offset + loc.len,
+                        records: vec![(index, loc.offset, loc.len)],
+                    }),
                 }
             }
         }
         let mut out = Vec::with_capacity((to - from + 1) as usize);
-        for (file, seq, start, end, recs) in reads {
+        for Pread {
+            file,
+            seg: seq,
+            start,
+            end,
+            records,
+        } in reads
+        {
             let mut data = vec![0u8; (end - start) as usize];
             file.read_exact_at(&mut data, start)?;
-            for (index, offset, len) in recs {
+            for (index, offset, len) in records {
                 let at = (offset - start) as usize;
                 // Bit rot after open must surface as an error, never as a wrong entry.
                 let bad = |why: String| {
@@ -889,6 +895,16 @@ impl Core {
     }
 }
 
+/// One pread of a segment: records of one group close enough to read together.
+struct Pread {
+    file: Arc<File>,
+    seg: u64,
+    start: u64,
+    end: u64,
+    /// (index, offset, length) of each record.
+    records: Vec<(u64, u64, u64)>,
+}
+
 fn missing(group: u64, index: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -902,32 +918,27 @@ fn run_flusher(core: Arc<Core>, rx: mpsc::Receiver<Flush>) {
     loop {
         let mut waiting: Vec<Callback> = Vec::new();
         let mut stop = false;
-        let mut take = |msg: Flush| match msg {
-            Flush::Durable(cb) => waiting.push(cb),
-            Flush::Wake => {}
-            Flush::Stop => stop = true,
-        };
         let first = match next_tick {
             None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
             Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
         };
-        match first {
-            Ok(msg) => take(msg),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        let mut next = match first {
+            Ok(msg) => Some(msg),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        }
+        };
         // Group commit: one pass covers every request queued by now (up to a stop).
-        loop {
-            match rx.try_recv() {
-                Ok(Flush::Stop) => {
-                    take(Flush::Stop);
+        while let Some(msg) = next.take() {
+            match msg {
+                Flush::Durable(cb) => waiting.push(cb),
+                Flush::Wake => {}
+                Flush::Stop => {
+                    stop = true;
                     break;
                 }
-                Ok(msg) => take(msg),
-                Err(_) => break,
             }
+            next = rx.try_recv().ok();
         }
-        drop(take);
         let now = Instant::now();
         if next_tick.is_none() && core.armed() {
             next_tick = Some(now + FLUSH_INTERVAL);

@@ -96,9 +96,9 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> io::Result<T> {
     Ok(value)
 }
 
-/// Runs blocking file work (a fallback fsync, a segment roll) from async code without
-/// stalling the other tasks of a multi-threaded tokio worker; elsewhere (current-thread
-/// runtime, plain threads) it just runs.
+/// Runs blocking file work (truncate and purge: rare, and able to roll a segment) from
+/// async code without stalling the other tasks of a multi-threaded tokio worker;
+/// elsewhere (current-thread runtime, plain threads) it just runs.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
@@ -380,8 +380,12 @@ where
         let payloads = entries.iter().map(encode).collect::<io::Result<Vec<_>>>()?;
         let shared = &self.shared;
         let mut inner = shared.inner()?;
-        // A write may roll to a new segment (three fsyncs, once per segment).
-        blocking(|| shared.engine.core().append(shared.group, first, &payloads))?;
+        // Into the page cache; once per segment (64 MiB by default) this also rolls to
+        // a new segment, three fsyncs on this task.
+        shared
+            .engine
+            .core()
+            .append(shared.group, first, &payloads)?;
         inner.first.get_or_insert(first);
         inner.last_index = Some(first + entries.len() as u64 - 1);
         inner.last = last;
@@ -455,7 +459,7 @@ where
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
         let bytes = encode(vote)?;
         let core = self.shared.engine.core();
-        blocking(|| core.write_vote(self.shared.group, &bytes))?;
+        core.write_vote(self.shared.group, &bytes)?;
         // Rides the group commit; records become durable in order, so every append
         // before the vote is durable with it.
         core.wait_durable().await?;
@@ -503,7 +507,7 @@ where
         let core = self.shared.engine.core();
         // Completed by the flusher after the fsync pass that covers this append (or
         // here, with a sync of our own, when the engine is closing).
-        blocking(|| core.on_durable(Box::new(move |r| callback.io_completed(r))));
+        core.on_durable(Box::new(move |r| callback.io_completed(r)));
         Ok(())
     }
 
@@ -1163,8 +1167,7 @@ mod tests {
         data[offsets[0] as usize + wal::HEADER] ^= 0x01;
         fs::write(&segs[0], &data).unwrap();
         let err = LogEngine::open(tmp.path(), small)
-            .err()
-            .expect("corruption in the middle of the log must not be cut or skipped");
+            .expect_err("corruption in the middle of the log must not be cut or skipped");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
@@ -1173,8 +1176,7 @@ mod tests {
         let tmp = tmpdir();
         fs::write(tmp.path().join("raft-state"), b"SRAFTSTA").unwrap();
         let err = LogEngine::open(tmp.path(), LogStoreOptions::default())
-            .err()
-            .expect("an old log must not be silently ignored");
+            .expect_err("an old log must not be silently ignored");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
