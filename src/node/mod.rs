@@ -18,7 +18,7 @@ use crate::shard::net::NetFactory;
 use crate::shard::raft::{Raft, ShardSm};
 use crate::shard::replica::{PeerHandler, ReadMode, Replica, ReplicaConfig};
 use crate::shard::Shard;
-use crate::storage::{FsyncPolicy, RaftLogStore, SnapshotDir};
+use crate::storage::{LogEngine, LogStoreOptions, SnapshotDir};
 use crate::transport::{CallError, Responder, Transport, TransportConfig};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -40,6 +40,10 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 /// How often a node tells the others which shards it leads.
 const HINT_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the shared log is checked for segments idle groups keep alive.
+const UNPIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Log size above which groups pinning the oldest segment are asked to snapshot.
+const LOG_SOFT_LIMIT: u64 = 512 * 1024 * 1024;
 /// How often a node checks that its leaderships sit where the balance wants them.
 const BALANCE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -51,7 +55,9 @@ pub struct Node {
     transport: Arc<Transport>,
     handler: Arc<PeerHandler>,
     raft_config: Arc<openraft::Config>,
-    policy: FsyncPolicy,
+    /// The node's one Raft log: every group's entries and hard state, one fsync per
+    /// batch across groups.
+    log: Arc<LogEngine>,
     dir: PathBuf,
     meta: Arc<Meta>,
     /// Replicas running here, by group (the meta group included).
@@ -94,7 +100,13 @@ pub async fn run(config: Config) -> io::Result<()> {
     tracing::info!(node_id, client = %me.client, peer = %me.peer, "starting cluster node");
     let dir = PathBuf::from(&config.dir);
     std::fs::create_dir_all(&dir)?;
-    let policy: FsyncPolicy = config.appendfsync.parse().map_err(other)?;
+    let log = LogEngine::open(
+        &dir.join("raft-log"),
+        LogStoreOptions {
+            policy: config.appendfsync.parse().map_err(other)?,
+            ..LogStoreOptions::default()
+        },
+    )?;
 
     let server = Server::new(config.clone(), port);
     let handler = PeerHandler::new();
@@ -137,7 +149,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         transport: transport.clone(),
         handler: handler.clone(),
         raft_config: Arc::new(raft_config),
-        policy,
+        log,
         dir,
         meta: meta.clone(),
         groups: Mutex::new(BTreeMap::new()),
@@ -195,6 +207,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     tokio::spawn(node.clone().follow_map());
     tokio::spawn(node.clone().send_hints());
     tokio::spawn(node.clone().balance_leaders());
+    tokio::spawn(node.clone().unpin_log());
 
     let result = server::serve(server.clone(), vec![client_listener]).await;
     node.stop().await;
@@ -221,7 +234,9 @@ impl Node {
             SnapshotDir::open(dir.join("snapshots"))?,
             after_apply,
         )?;
-        let log = RaftLogStore::open(&dir.join("log"), self.policy)?;
+        let log = self
+            .log
+            .open_group::<crate::shard::raft::TypeConfig>(group)?;
         let log_stats = log.stats_handle();
         let raft = Raft::new(
             self.id,
@@ -444,6 +459,23 @@ impl Node {
         }
     }
 
+    /// The shared log's segments go once no group has live entries in them; a group
+    /// that rarely snapshots (an idle shard) would keep old segments forever. Every
+    /// [`UNPIN_INTERVAL`], while the log is over [`LOG_SOFT_LIMIT`], the groups holding
+    /// the oldest segment are asked for a snapshot, after which they purge.
+    async fn unpin_log(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(UNPIN_INTERVAL).await;
+            for g in self.log.groups_pinning_oldest(LOG_SOFT_LIMIT) {
+                let replica = self.groups.lock().unwrap().get(&g).cloned();
+                if let Some(r) = replica {
+                    tracing::info!(group = g, "snapshot to release the oldest log segment");
+                    let _ = r.raft.trigger().snapshot().await;
+                }
+            }
+        }
+    }
+
     /// Requests for the node rather than one group.
     fn node_request(self: Arc<Self>, from: u64, k: u16, body: Bytes, respond: Responder) {
         match k {
@@ -583,6 +615,9 @@ impl Node {
         let replicas: Vec<Arc<Replica>> = self.groups.lock().unwrap().values().cloned().collect();
         for r in replicas {
             let _ = r.raft.shutdown().await;
+        }
+        if let Err(e) = self.log.close() {
+            tracing::error!(error = %e, "closing the raft log");
         }
     }
 

@@ -375,6 +375,7 @@ mod tests {
         let n = AtomicU64::new(0);
         crate::storage::raft_log::conformance::run_suite::<TypeConfig, _, _>(
             FsyncPolicy::Always,
+            false,
             || sm_in(&base.join(n.fetch_add(1, Ordering::Relaxed).to_string())),
         )
         .await

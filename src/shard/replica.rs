@@ -223,7 +223,8 @@ impl Replica {
             ),
             ("raft_last_log_index".into(), opt(m.last_log_index)),
             ("raft_first_log_index".into(), opt(log.first_index)),
-            ("raft_log_bytes".into(), log.bytes_on_disk.to_string()),
+            ("raft_log_bytes".into(), log.group_bytes.to_string()),
+            ("raft_node_log_bytes".into(), log.bytes_on_disk.to_string()),
             (
                 "raft_last_snapshot_index".into(),
                 opt(m.snapshot.as_ref().map(|l| l.index)),

@@ -1,30 +1,21 @@
-//! openraft's durable log ([`RaftLogStorage`]) over our segmented [`Wal`].
-//!
-//! Files in the store's directory (disk formats are contracts: only ever extended):
-//! - the WAL's segments and `wal.meta` (see [`super::wal`]); each record's payload is one
-//!   openraft entry encoded with bincode's serde API, standard config;
-//! - `raft-state`: vote, committed log id and purged log id, replaced whole (temp file,
-//!   fsync, rename, fsync dir): `magic "SRAFTSTA" | version: u32 LE | len: u32 LE |
-//!   bincode((vote, committed, purged)) | crc32 of all bytes before it: u32 LE`. The
-//!   purged log id lives here because openraft needs its term after a restart, and the
-//!   WAL only knows indexes.
+//! openraft's durable log ([`RaftLogStorage`]) for one Raft group, as a handle on the
+//! node's shared [`LogEngine`] (format, durability and group commit are described
+//! there). Entries are encoded with bincode's serde API, standard config; so are the
+//! vote and the committed and purged log ids the engine stores as bytes.
 //!
 //! Durability follows Redis's appendfsync ([`FsyncPolicy`]). An append is written by the
-//! caller (into the page cache) and is readable at once; under `always` the fsync runs on
-//! the store's flusher thread, which covers every append queued meanwhile with one fsync
-//! (group commit) and only then fires their `IOFlushed` callbacks, so the Raft core goes
-//! on replicating while the local disk flushes. The vote is fsynced before `save_vote`
-//! returns, whatever the policy, and (under `always`) only after every earlier append is
-//! durable: openraft reads a completed later write as proof the earlier ones completed.
+//! caller (into the page cache) and is readable at once; under `always` its `IOFlushed`
+//! callback fires from the engine's flusher after the fsync pass that covers it, so the
+//! Raft core goes on replicating while the disk flushes. `save_vote` returns once its
+//! record is durable, whatever the policy, and records are durable in the order they
+//! were written: openraft reads a completed later write as proof the earlier ones
+//! completed.
 //!
-//! Locks, always taken in this order: `hard_lock` (one raft-state writer at a time),
-//! `sync_lock` (one log fsync at a time, so "nothing left to sync" really means durable),
-//! `inner` (WAL, entry cache, ids). `inner` is never held across an fsync of the log, so
-//! replication readers ([`LogReader`], on other tasks) do not wait for the disk; it is
-//! held across truncate and purge, which are rare.
+//! The handle keeps an entry cache of the group's newest entries (replication reads
+//! them without touching the disk) behind its own lock, taken before the engine's.
+//! Replication readers ([`LogReader`], on other tasks) never wait for an fsync.
 
-use super::latency::LatencyHistogram;
-use super::wal::{Wal, WalOptions};
+use super::log_engine::{EngineCounters, FsyncPolicy, GroupCounters, LogEngine, LogStoreOptions};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::type_config::alias::{LogIdOf, VoteOf};
@@ -32,167 +23,53 @@ use openraft::{OptionalSend, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::fmt::{self, Debug};
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fmt::Debug;
+use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// The file holding vote, committed and purged log ids.
-pub const STATE_FILE: &str = "raft-state";
-const STATE_MAGIC: &[u8; 8] = b"SRAFTSTA";
-const STATE_VERSION: u32 = 1;
-/// How often `everysec` syncs the log, and lazily saved committed ids reach the disk.
-const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// When appended entries are forced to disk; Redis's `appendfsync`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// fdatasync before an append is reported flushed (group commit batches the fsyncs).
-    #[default]
-    Always,
-    /// Report appends flushed at once; a background thread fdatasyncs once a second when
-    /// there is unsynced data. A crash loses at most about a second of appends.
-    EverySec,
-    /// Never fdatasync the log; the OS writes it back when it likes.
-    No,
-}
-
-impl FsyncPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FsyncPolicy::Always => "always",
-            FsyncPolicy::EverySec => "everysec",
-            FsyncPolicy::No => "no",
-        }
-    }
-}
-
-impl fmt::Display for FsyncPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for FsyncPolicy {
-    type Err = String;
-
-    /// Case-insensitive, as Redis reads `appendfsync`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "always" => Ok(FsyncPolicy::Always),
-            "everysec" => Ok(FsyncPolicy::EverySec),
-            "no" => Ok(FsyncPolicy::No),
-            _ => Err(format!(
-                "invalid fsync policy '{s}' (expected always, everysec or no)"
-            )),
-        }
-    }
-}
-
-/// Tunables of a [`RaftLogStore`].
-#[derive(Clone, Debug)]
-pub struct LogStoreOptions {
-    pub policy: FsyncPolicy,
-    /// WAL segment size; purge frees disk a whole segment at a time.
-    pub segment_size: u64,
-    /// The entry cache keeps at most this many of the newest entries...
-    pub cache_entries: usize,
-    /// ...and at most this many bytes of them (encoded size). 0 disables the cache.
-    pub cache_bytes: usize,
-}
-
-impl Default for LogStoreOptions {
-    fn default() -> Self {
-        LogStoreOptions {
-            policy: FsyncPolicy::Always,
-            segment_size: WalOptions::default().segment_size,
-            cache_entries: 100_000,
-            cache_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
 
 /// Log figures for INFO; see [`RaftLogStore::stats_handle`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogStats {
     pub first_index: Option<u64>,
     pub last_index: Option<u64>,
-    /// fdatasyncs of the log (each may cover many appends).
+    /// fsync passes of the node's log (shared by every group; each may cover many
+    /// appends of many groups).
     pub fsync_count: u64,
     pub fsync_p50_us: u64,
     pub fsync_p99_us: u64,
     pub fsync_p999_us: u64,
-    /// Bytes of WAL records on disk.
+    /// Bytes of the node's log on disk (every group's).
     pub bytes_on_disk: u64,
+    /// Bytes of this group's live entry records.
+    pub group_bytes: u64,
     pub cached_entries: u64,
     pub cached_bytes: u64,
 }
 
-/// Counters shared with [`LogStatsHandle`]s; updated under the store's lock, read without.
-#[derive(Default)]
-struct Counters {
-    /// Index + 1; 0 for none.
-    first: AtomicU64,
-    last: AtomicU64,
-    disk_bytes: AtomicU64,
-    cached_entries: AtomicU64,
-    cached_bytes: AtomicU64,
-    fsyncs: AtomicU64,
-    fsync_us: LatencyHistogram,
-}
-
-/// Reads a store's [`LogStats`] from any thread, after the store moved into openraft.
+/// Reads a group's [`LogStats`] from any thread, after its store moved into openraft.
 #[derive(Clone)]
-pub struct LogStatsHandle(Arc<Counters>);
+pub struct LogStatsHandle {
+    group: Arc<GroupCounters>,
+    engine: Arc<EngineCounters>,
+}
 
 impl LogStatsHandle {
     pub fn get(&self) -> LogStats {
-        let c = &self.0;
-        let index = |a: &AtomicU64| a.load(Ordering::Relaxed).checked_sub(1);
+        let (g, e) = (&self.group, &self.engine);
+        let index = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).checked_sub(1);
         LogStats {
-            first_index: index(&c.first),
-            last_index: index(&c.last),
-            fsync_count: c.fsyncs.load(Ordering::Relaxed),
-            fsync_p50_us: c.fsync_us.percentile(0.5),
-            fsync_p99_us: c.fsync_us.percentile(0.99),
-            fsync_p999_us: c.fsync_us.percentile(0.999),
-            bytes_on_disk: c.disk_bytes.load(Ordering::Relaxed),
-            cached_entries: c.cached_entries.load(Ordering::Relaxed),
-            cached_bytes: c.cached_bytes.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// What `raft-state` holds.
-struct HardState<C: RaftTypeConfig> {
-    vote: Option<VoteOf<C>>,
-    committed: Option<LogIdOf<C>>,
-    purged: Option<LogIdOf<C>>,
-}
-
-impl<C: RaftTypeConfig> Default for HardState<C> {
-    fn default() -> Self {
-        HardState {
-            vote: None,
-            committed: None,
-            purged: None,
-        }
-    }
-}
-
-impl<C: RaftTypeConfig> Clone for HardState<C> {
-    fn clone(&self) -> Self {
-        HardState {
-            vote: self.vote.clone(),
-            committed: self.committed.clone(),
-            purged: self.purged.clone(),
+            first_index: index(&g.first),
+            last_index: index(&g.last),
+            fsync_count: e.fsyncs.load(Ordering::Relaxed),
+            fsync_p50_us: e.fsync_us.percentile(0.5),
+            fsync_p99_us: e.fsync_us.percentile(0.99),
+            fsync_p999_us: e.fsync_us.percentile(0.999),
+            bytes_on_disk: e.disk_bytes.load(Ordering::Relaxed),
+            group_bytes: g.bytes.load(Ordering::Relaxed),
+            cached_entries: g.cached_entries.load(Ordering::Relaxed),
+            cached_bytes: g.cached_bytes.load(Ordering::Relaxed),
         }
     }
 }
@@ -218,68 +95,9 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> io::Result<T> {
     Ok(value)
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn encode_state<C: RaftTypeConfig>(hard: &HardState<C>) -> io::Result<Vec<u8>> {
-    let payload = encode(&(&hard.vote, &hard.committed, &hard.purged))?;
-    let len = u32::try_from(payload.len()).map_err(|_| invalid_data("raft-state too large"))?;
-    let mut buf = Vec::with_capacity(payload.len() + 20);
-    buf.extend_from_slice(STATE_MAGIC);
-    buf.extend_from_slice(&STATE_VERSION.to_le_bytes());
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&payload);
-    let crc = crc32fast::hash(&buf);
-    buf.extend_from_slice(&crc.to_le_bytes());
-    Ok(buf)
-}
-
-/// Reads `raft-state`; a missing file is a fresh store. The file is replaced by rename,
-/// so a bad one is real corruption, never a torn write, and is an error.
-fn read_state<C: RaftTypeConfig>(dir: &Path) -> io::Result<HardState<C>> {
-    let buf = match fs::read(dir.join(STATE_FILE)) {
-        Ok(buf) => buf,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HardState::default()),
-        Err(e) => return Err(e),
-    };
-    let bad = |why: &str| invalid_data(format!("corrupt {STATE_FILE}: {why}"));
-    if buf.len() < 20 || &buf[0..8] != STATE_MAGIC {
-        return Err(bad("bad magic or length"));
-    }
-    let (body, crc) = buf.split_at(buf.len() - 4);
-    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
-        return Err(bad("checksum mismatch"));
-    }
-    let version = u32::from_le_bytes(body[8..12].try_into().unwrap());
-    if version != STATE_VERSION {
-        return Err(bad(&format!("unknown version {version}")));
-    }
-    let len = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
-    if body.len() != 16 + len {
-        return Err(bad("length mismatch"));
-    }
-    let (vote, committed, purged) = decode(&body[16..], STATE_FILE)?;
-    Ok(HardState {
-        vote,
-        committed,
-        purged,
-    })
-}
-
-fn write_state<C: RaftTypeConfig>(dir: &Path, hard: &HardState<C>) -> io::Result<()> {
-    let buf = encode_state(hard)?;
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(&buf)?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(STATE_FILE))?;
-    sync_dir(dir)
-}
-
-/// Runs blocking file work (fsyncs) from async code without stalling the other tasks of
-/// a multi-threaded tokio worker; elsewhere (current-thread runtime, plain threads) it
-/// just runs.
+/// Runs blocking file work (truncate and purge: rare, and able to roll a segment) from
+/// async code without stalling the other tasks of a multi-threaded tokio worker;
+/// elsewhere (current-thread runtime, plain threads) it just runs.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
@@ -288,135 +106,33 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// io::Error is not Clone; a flush result goes to many callbacks.
-fn copy_result(r: &io::Result<()>) -> io::Result<()> {
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-    }
-}
-
 struct Cached<C: RaftTypeConfig> {
     entry: C::Entry,
     bytes: usize,
 }
 
-/// Everything behind the store's main lock.
+/// Everything behind a handle's lock.
 struct Inner<C: RaftTypeConfig> {
-    wal: Wal,
-    /// The newest entries: contiguous, ending at the WAL's last entry.
+    /// The newest entries: contiguous, ending at the group's last entry.
     cache: VecDeque<Cached<C>>,
     cache_bytes: usize,
-    /// Log id of the WAL's last entry; None when it holds none.
+    /// The group's live entries in the engine.
+    first: Option<u64>,
+    last_index: Option<u64>,
+    /// Log id of the last entry; None when the group holds none.
     last: Option<LogIdOf<C>>,
-    /// Vote and purged exactly as on disk; `committed` may be newer than the disk (saved
-    /// lazily) while `committed_gen != committed_saved_gen`.
-    hard: HardState<C>,
-    committed_gen: u64,
-    committed_saved_gen: u64,
-}
-
-impl<C: RaftTypeConfig> Inner<C>
-where
-    C::Entry: Clone,
-{
-    fn cache_first(&self) -> Option<u64> {
-        self.cache.front().map(|c| c.entry.index())
-    }
-
-    fn evict(&mut self, opts: &LogStoreOptions) {
-        while self.cache.len() > opts.cache_entries || self.cache_bytes > opts.cache_bytes {
-            match self.cache.pop_front() {
-                Some(c) => self.cache_bytes -= c.bytes,
-                None => break,
-            }
-        }
-    }
-
-    fn pop_cache_back_from(&mut self, index: u64) {
-        while self.cache.back().is_some_and(|c| c.entry.index() >= index) {
-            let c = self.cache.pop_back().expect("checked non-empty");
-            self.cache_bytes -= c.bytes;
-        }
-    }
-
-    fn pop_cache_front_upto(&mut self, index: u64) {
-        while self.cache.front().is_some_and(|c| c.entry.index() <= index) {
-            let c = self.cache.pop_front().expect("checked non-empty");
-            self.cache_bytes -= c.bytes;
-        }
-    }
-
-    fn decode_at(&self, index: u64, payload: &[u8]) -> io::Result<C::Entry> {
-        let entry: C::Entry = decode(payload, "log entry")?;
-        if entry.index() != index {
-            return Err(invalid_data(format!(
-                "log entry at index {index} says it is {}",
-                entry.index()
-            )));
-        }
-        Ok(entry)
-    }
-
-    /// Entries of `from..=to`, both inside the log: newest from the cache, older ones
-    /// from the WAL.
-    fn entries(&self, from: u64, to: u64) -> io::Result<Vec<C::Entry>> {
-        let cache_from = self.cache_first().unwrap_or(to + 1);
-        let mut out = Vec::with_capacity((to - from + 1) as usize);
-        if from < cache_from {
-            let disk_to = to.min(cache_from - 1);
-            for (index, payload) in (from..).zip(self.wal.read_range(from, disk_to)?) {
-                out.push(self.decode_at(index, &payload)?);
-            }
-        }
-        for index in from.max(cache_from)..=to {
-            out.push(self.cache[(index - cache_from) as usize].entry.clone());
-        }
-        Ok(out)
-    }
-
-    fn log_id_at(&self, index: u64) -> io::Result<LogIdOf<C>> {
-        Ok(self.entries(index, index)?.remove(0).log_id())
-    }
-
-    /// The part of `range` the log holds (purged entries and the future clipped off).
-    fn clip(&self, range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
-        let from = match range.start_bound() {
-            Bound::Included(&s) => s,
-            Bound::Excluded(&s) => s.checked_add(1)?,
-            Bound::Unbounded => 0,
-        };
-        let to = match range.end_bound() {
-            Bound::Included(&e) => e,
-            Bound::Excluded(&e) => e.checked_sub(1)?,
-            Bound::Unbounded => u64::MAX,
-        };
-        let from = from.max(self.wal.first_index()?);
-        let to = to.min(self.wal.last_index()?);
-        (from <= to).then_some((from, to))
-    }
-
-    fn publish(&self, c: &Counters) {
-        let index = |i: Option<u64>| i.map_or(0, |i| i + 1);
-        c.first
-            .store(index(self.wal.first_index()), Ordering::Relaxed);
-        c.last
-            .store(index(self.wal.last_index()), Ordering::Relaxed);
-        c.disk_bytes.store(self.wal.disk_bytes(), Ordering::Relaxed);
-        c.cached_entries
-            .store(self.cache.len() as u64, Ordering::Relaxed);
-        c.cached_bytes
-            .store(self.cache_bytes as u64, Ordering::Relaxed);
-    }
+    /// Durable.
+    vote: Option<VoteOf<C>>,
+    /// The newest (the engine writes it lazily).
+    committed: Option<LogIdOf<C>>,
+    purged: Option<LogIdOf<C>>,
 }
 
 struct Shared<C: RaftTypeConfig> {
-    dir: PathBuf,
-    opts: LogStoreOptions,
-    hard_lock: Mutex<()>,
-    sync_lock: Mutex<()>,
+    engine: Arc<LogEngine>,
+    group: u64,
     inner: Mutex<Inner<C>>,
-    counters: Arc<Counters>,
+    counters: Arc<GroupCounters>,
 }
 
 fn lock<'a, T>(m: &'a Mutex<T>, what: &str) -> io::Result<MutexGuard<'a, T>> {
@@ -430,122 +146,76 @@ where
     C::Entry: Clone,
 {
     fn inner(&self) -> io::Result<MutexGuard<'_, Inner<C>>> {
-        lock(&self.inner, "state")
+        lock(&self.inner, "group")
     }
 
-    /// Makes every append so far durable with one fsync pass.
-    fn sync_log(&self) -> io::Result<()> {
-        let _one_at_a_time = lock(&self.sync_lock, "sync")?;
-        let pending = self.inner()?.wal.take_unsynced()?;
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let result = pending.run();
-        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.counters.fsync_us.record(us);
-        if let Err(e) = &result {
-            self.inner()?.wal.poison(e.to_string());
-        }
-        result
+    fn opts(&self) -> &LogStoreOptions {
+        self.engine.core().opts()
     }
 
-    /// Durably rewrites `raft-state` with `change` applied to the current hard state;
-    /// the in-memory vote and purged id change only once the file is in place.
-    fn write_hard(&self, change: impl FnOnce(&mut HardState<C>)) -> io::Result<()> {
-        let _one_writer = lock(&self.hard_lock, "raft-state")?;
-        let (mut next, gen) = {
-            let inner = self.inner()?;
-            (inner.hard.clone(), inner.committed_gen)
+    fn publish_cache(&self, inner: &Inner<C>) {
+        let c = &self.counters;
+        c.cached_entries
+            .store(inner.cache.len() as u64, Ordering::Relaxed);
+        c.cached_bytes
+            .store(inner.cache_bytes as u64, Ordering::Relaxed);
+    }
+
+    fn decode_at(index: u64, payload: &[u8]) -> io::Result<C::Entry> {
+        let entry: C::Entry = decode(payload, "log entry")?;
+        if entry.index() != index {
+            return Err(invalid_data(format!(
+                "log entry at index {index} says it is {}",
+                entry.index()
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// Entries of `from..=to`, both inside the log: newest from the cache, older ones
+    /// from the engine.
+    fn entries(&self, inner: &Inner<C>, from: u64, to: u64) -> io::Result<Vec<C::Entry>> {
+        let cache_from = inner.cache.front().map_or(to + 1, |c| c.entry.index());
+        let mut out = Vec::with_capacity((to - from + 1) as usize);
+        if from < cache_from {
+            let disk_to = to.min(cache_from - 1);
+            let stored = self.engine.core().read(self.group, from, disk_to)?;
+            for (index, payload) in (from..).zip(stored) {
+                out.push(Self::decode_at(index, &payload)?);
+            }
+        }
+        for index in from.max(cache_from)..=to {
+            out.push(inner.cache[(index - cache_from) as usize].entry.clone());
+        }
+        Ok(out)
+    }
+
+    /// The part of `range` the log holds (purged entries and the future clipped off).
+    fn clip(inner: &Inner<C>, range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
+        let from = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.checked_add(1)?,
+            Bound::Unbounded => 0,
         };
-        change(&mut next);
-        write_state(&self.dir, &next)?;
-        let mut inner = self.inner()?;
-        inner.hard.vote = next.vote;
-        inner.hard.purged = next.purged;
-        // Committed may have moved on while we wrote; then it is still owed to the disk.
-        inner.committed_saved_gen = inner.committed_saved_gen.max(gen);
-        Ok(())
-    }
-
-    fn save_committed_if_dirty(&self) -> io::Result<()> {
-        let dirty = {
-            let inner = self.inner()?;
-            inner.committed_gen != inner.committed_saved_gen
+        let to = match range.end_bound() {
+            Bound::Included(&e) => e,
+            Bound::Excluded(&e) => e.checked_sub(1)?,
+            Bound::Unbounded => u64::MAX,
         };
-        if dirty {
-            self.write_hard(|_| {})?;
-        }
-        Ok(())
+        let from = from.max(inner.first?);
+        let to = to.min(inner.last_index?);
+        (from <= to).then_some((from, to))
     }
 }
 
-enum Flush<C: RaftTypeConfig> {
-    /// Fire this callback once everything appended so far is durable.
-    Durable(IOFlushed<C>),
-    Stop,
-}
-
-/// The flusher thread: group commit under `always`, the once-a-second log sync under
-/// `everysec`, and the lazy save of the committed log id under every policy.
-fn run_flusher<C: RaftTypeConfig>(shared: Arc<Shared<C>>, rx: mpsc::Receiver<Flush<C>>)
-where
-    C::Entry: Clone,
-{
-    let mut next_tick = Instant::now() + FLUSH_INTERVAL;
-    loop {
-        let mut waiting = Vec::new();
-        let mut stop = false;
-        match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
-            Ok(Flush::Durable(cb)) => waiting.push(cb),
-            Ok(Flush::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        // Group commit: one fsync covers every append queued by now.
-        while !stop {
-            match rx.try_recv() {
-                Ok(Flush::Durable(cb)) => waiting.push(cb),
-                Ok(Flush::Stop) | Err(mpsc::TryRecvError::Disconnected) => stop = true,
-                Err(mpsc::TryRecvError::Empty) => break,
-            }
-        }
-        let due = Instant::now() >= next_tick;
-        if !waiting.is_empty() || (due && shared.opts.policy == FsyncPolicy::EverySec) {
-            let result = shared.sync_log();
-            if let Err(e) = &result {
-                tracing::error!(dir = %shared.dir.display(), error = %e, "raft log: fsync failed");
-            }
-            for cb in waiting {
-                cb.io_completed(copy_result(&result));
-            }
-        }
-        if due {
-            if let Err(e) = shared.save_committed_if_dirty() {
-                tracing::error!(dir = %shared.dir.display(), error = %e, "raft log: saving committed log id failed");
-            }
-            next_tick = Instant::now() + FLUSH_INTERVAL;
-        }
-        if stop {
-            return;
-        }
-    }
-}
-
-struct Flusher<C: RaftTypeConfig> {
-    tx: mpsc::Sender<Flush<C>>,
-    thread: JoinHandle<()>,
-}
-
-/// openraft's log storage for one Raft group, in its own directory. Owns a flusher
-/// thread, stopped (after a final sync of log and committed id, whatever the policy, as
-/// Redis does at shutdown) by [`RaftLogStore::close`] or on drop.
+/// openraft's log storage for one Raft group of a [`LogEngine`]. At most one per group
+/// at a time; dropping it frees the group for [`LogEngine::open_group`] again (its data
+/// stays in the engine, which syncs it on close).
 pub struct RaftLogStore<C: RaftTypeConfig>
 where
     C::Entry: Clone,
 {
     shared: Arc<Shared<C>>,
-    flusher: Option<Flusher<C>>,
 }
 
 /// A cheap, cloneable reader of a [`RaftLogStore`], usable while it appends.
@@ -567,76 +237,83 @@ where
     }
 }
 
+impl LogEngine {
+    /// The store of one group (empty if the log holds nothing of it). At most one live
+    /// handle per group: a second open fails with `AlreadyExists` until the first drops.
+    pub fn open_group<C>(self: &Arc<Self>, group: u64) -> io::Result<RaftLogStore<C>>
+    where
+        C: RaftTypeConfig,
+        C::Entry: Clone,
+    {
+        let view = self.core().claim(group)?;
+        let release = |e: io::Error| {
+            self.core().release(group);
+            e
+        };
+        let opt = |bytes: Option<Vec<u8>>, what| match bytes {
+            Some(b) => decode(&b, what),
+            None => Ok(None),
+        };
+        let vote: Option<VoteOf<C>> = match view.vote {
+            Some(b) => Some(decode(&b, "vote").map_err(release)?),
+            None => None,
+        };
+        let committed: Option<LogIdOf<C>> = opt(view.committed, "committed").map_err(release)?;
+        let purged: Option<LogIdOf<C>> = match view.purged {
+            Some(b) => Some(decode(&b, "purged log id").map_err(release)?),
+            None => None,
+        };
+        let mut inner = Inner {
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            first: view.first,
+            last_index: view.last,
+            last: None,
+            vote,
+            committed,
+            purged,
+        };
+        let shared = Arc::new(Shared {
+            engine: Arc::clone(self),
+            group,
+            inner: Mutex::new(Inner {
+                cache: VecDeque::new(),
+                cache_bytes: 0,
+                first: None,
+                last_index: None,
+                last: None,
+                vote: None,
+                committed: None,
+                purged: None,
+            }),
+            counters: view.counters,
+        });
+        if let Some(last) = view.last {
+            let entry: C::Entry = shared
+                .entries(&inner, last, last)
+                .map_err(release)?
+                .remove(0);
+            inner.last = Some(entry.log_id());
+        }
+        *shared.inner().map_err(release)? = inner;
+        Ok(RaftLogStore { shared })
+    }
+}
+
 impl<C: RaftTypeConfig> RaftLogStore<C>
 where
     C::Entry: Clone,
 {
-    /// Opens (creating if needed) the log in `dir` with default options.
-    pub fn open(dir: &Path, policy: FsyncPolicy) -> io::Result<Self> {
-        Self::open_with(
-            dir,
-            LogStoreOptions {
-                policy,
-                ..LogStoreOptions::default()
-            },
-        )
+    pub fn group(&self) -> u64 {
+        self.shared.group
     }
 
-    pub fn open_with(dir: &Path, opts: LogStoreOptions) -> io::Result<Self> {
-        let mut wal = Wal::open(
-            dir,
-            WalOptions {
-                segment_size: opts.segment_size,
-                sync: false,
-            },
-        )?;
-        let hard: HardState<C> = read_state(dir)?;
-        // raft-state is written before the WAL purges, so it may be ahead (a purge cut
-        // short by a crash: finish it) but never behind.
-        let state_purged = hard.purged.as_ref().map(|p| p.index());
-        if state_purged > wal.purged_index() {
-            wal.purge_to(state_purged.expect("greater than something"))?;
-        } else if wal.purged_index() > state_purged {
-            return Err(invalid_data(format!(
-                "wal.meta is purged to {:?} but {STATE_FILE} only to {state_purged:?}",
-                wal.purged_index()
-            )));
-        }
-        let mut inner = Inner {
-            wal,
-            cache: VecDeque::new(),
-            cache_bytes: 0,
-            last: None,
-            hard,
-            committed_gen: 0,
-            committed_saved_gen: 0,
-        };
-        if let Some(last) = inner.wal.last_index() {
-            inner.last = Some(inner.log_id_at(last)?);
-        }
-        let counters = Arc::new(Counters::default());
-        inner.publish(&counters);
-        let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            opts,
-            hard_lock: Mutex::new(()),
-            sync_lock: Mutex::new(()),
-            inner: Mutex::new(inner),
-            counters,
-        });
-        let (tx, rx) = mpsc::channel();
-        let for_thread = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("raft-log-flush".into())
-            .spawn(move || run_flusher(for_thread, rx))?;
-        Ok(RaftLogStore {
-            shared,
-            flusher: Some(Flusher { tx, thread }),
-        })
+    pub fn engine(&self) -> &Arc<LogEngine> {
+        &self.shared.engine
     }
 
     pub fn policy(&self) -> FsyncPolicy {
-        self.shared.opts.policy
+        self.shared.opts().policy
     }
 
     pub fn reader(&self) -> LogReader<C> {
@@ -646,43 +323,57 @@ where
     }
 
     pub fn stats_handle(&self) -> LogStatsHandle {
-        LogStatsHandle(Arc::clone(&self.shared.counters))
+        LogStatsHandle {
+            group: Arc::clone(&self.shared.counters),
+            engine: Arc::clone(self.shared.engine.core().counters()),
+        }
     }
 
     pub fn stats(&self) -> LogStats {
         self.stats_handle().get()
     }
 
-    /// Stops the flusher and makes log and committed id durable, reporting any error
-    /// (drop does the same but can only log it).
-    pub fn close(mut self) -> io::Result<()> {
-        self.shutdown()
-    }
-
-    fn shutdown(&mut self) -> io::Result<()> {
-        if let Some(f) = self.flusher.take() {
-            // A send error means the thread is gone already; join reports nothing useful.
-            let _ = f.tx.send(Flush::Stop);
-            let _ = f.thread.join();
-        }
-        self.shared.sync_log()?;
-        self.shared.save_committed_if_dirty()
+    /// Writes this group's committed id if owed and syncs the engine, reporting any
+    /// error; then frees the group.
+    pub fn close(self) -> io::Result<()> {
+        let core = self.shared.engine.core();
+        core.write_committed(self.shared.group)?;
+        core.sync()
     }
 
     /// Encodes and writes a batch: readable on return, durable per the policy.
     fn write_entries(&self, entries: Vec<C::Entry>) -> io::Result<()> {
-        let Some(last) = entries.last().map(|e| e.log_id()) else {
+        let Some(first) = entries.first().map(|e| e.index()) else {
             return Ok(());
         };
+        if let Some((k, e)) = (first..)
+            .zip(&entries)
+            .enumerate()
+            .find(|(_, (i, e))| e.index() != *i)
+            .map(|(k, (_, e))| (k, e))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "append: entry {k} of the batch has index {}, expected {}",
+                    e.index(),
+                    first + k as u64
+                ),
+            ));
+        }
+        let last = entries.last().map(|e| e.log_id());
         let payloads = entries.iter().map(encode).collect::<io::Result<Vec<_>>>()?;
-        let records: Vec<(u64, &[u8])> = entries
-            .iter()
-            .zip(&payloads)
-            .map(|(e, p)| (e.index(), p.as_slice()))
-            .collect();
-        let mut inner = self.shared.inner()?;
-        inner.wal.append(&records)?;
-        inner.last = Some(last);
+        let shared = &self.shared;
+        let mut inner = shared.inner()?;
+        // Into the page cache; once per segment (64 MiB by default) this also rolls to
+        // a new segment, three fsyncs on this task.
+        shared
+            .engine
+            .core()
+            .append(shared.group, first, &payloads)?;
+        inner.first.get_or_insert(first);
+        inner.last_index = Some(first + entries.len() as u64 - 1);
+        inner.last = last;
         for (entry, payload) in entries.into_iter().zip(&payloads) {
             inner.cache_bytes += payload.len();
             inner.cache.push_back(Cached {
@@ -690,8 +381,14 @@ where
                 bytes: payload.len(),
             });
         }
-        inner.evict(&self.shared.opts);
-        inner.publish(&self.shared.counters);
+        let opts = shared.opts();
+        while inner.cache.len() > opts.cache_entries || inner.cache_bytes > opts.cache_bytes {
+            match inner.cache.pop_front() {
+                Some(c) => inner.cache_bytes -= c.bytes,
+                None => break,
+            }
+        }
+        shared.publish_cache(&inner);
         Ok(())
     }
 }
@@ -701,11 +398,7 @@ where
     C::Entry: Clone,
 {
     fn drop(&mut self) {
-        if self.flusher.is_some() {
-            if let Err(e) = self.shutdown() {
-                tracing::error!(dir = %self.shared.dir.display(), error = %e, "raft log: final sync on close failed");
-            }
-        }
+        self.shared.engine.core().release(self.shared.group);
     }
 }
 
@@ -718,14 +411,14 @@ where
         range: RB,
     ) -> Result<Vec<C::Entry>, io::Error> {
         let inner = self.shared.inner()?;
-        match inner.clip(&range) {
-            Some((from, to)) => inner.entries(from, to),
+        match Shared::clip(&inner, &range) {
+            Some((from, to)) => self.shared.entries(&inner, from, to),
             None => Ok(Vec::new()),
         }
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
-        Ok(self.shared.inner()?.hard.vote.clone())
+        Ok(self.shared.inner()?.vote.clone())
     }
 }
 
@@ -737,7 +430,7 @@ where
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
         let inner = self.shared.inner()?;
-        let purged = inner.hard.purged.clone();
+        let purged = inner.purged.clone();
         Ok(LogState {
             last_log_id: inner.last.clone().or_else(|| purged.clone()),
             last_purged_log_id: purged,
@@ -749,35 +442,38 @@ where
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
-        let shared = &self.shared;
-        blocking(|| {
-            if shared.opts.policy == FsyncPolicy::Always {
-                // Writes complete in order: appends before this vote are durable first.
-                shared.sync_log()?;
-            }
-            shared.write_hard(|h| h.vote = Some(vote.clone()))
-        })
+        let bytes = encode(vote)?;
+        let core = self.shared.engine.core();
+        core.write_vote(self.shared.group, &bytes)?;
+        // Rides the group commit; records become durable in order, so every append
+        // before the vote is durable with it.
+        core.wait_durable().await?;
+        self.shared.inner()?.vote = Some(vote.clone());
+        Ok(())
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         {
             let mut inner = self.shared.inner()?;
-            if inner.hard.committed == committed {
+            if inner.committed == committed {
                 return Ok(());
             }
-            inner.hard.committed = committed;
-            inner.committed_gen += 1;
+            inner.committed.clone_from(&committed);
         }
         // A lost committed id only means re-applying less after a restart (the node
         // learns the commit point from the leader; shardis runs openraft with leader
         // restore off, so a restarted leader never serves from it). So under every
-        // policy it reaches the disk within a second, from the flusher: writing it here
-        // (a file write and two fsyncs) stalled the Raft core once per commit.
-        Ok(())
+        // policy the engine writes it lazily, within about a second: a write and fsync
+        // per commit stalled the Raft core.
+        let bytes = encode(&committed)?;
+        self.shared
+            .engine
+            .core()
+            .set_committed(self.shared.group, bytes)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
-        Ok(self.shared.inner()?.hard.committed.clone())
+        Ok(self.shared.inner()?.committed.clone())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
@@ -789,111 +485,222 @@ where
             callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
             return Err(e);
         }
-        if self.shared.opts.policy != FsyncPolicy::Always {
+        if self.policy() != FsyncPolicy::Always {
             callback.io_completed(Ok(()));
             return Ok(());
         }
-        let unsent = match &self.flusher {
-            Some(f) => match f.tx.send(Flush::Durable(callback)) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::SendError(Flush::Durable(cb))) => cb,
-                Err(mpsc::SendError(Flush::Stop)) => return Ok(()),
-            },
-            None => callback,
-        };
-        // No flusher (it died): flush here rather than leave the callback hanging.
-        let result = blocking(|| self.shared.sync_log());
-        unsent.io_completed(copy_result(&result));
-        result
+        let core = self.shared.engine.core();
+        // Completed by the flusher after the fsync pass that covers this append (or
+        // here, with a sync of our own, when the engine is closing).
+        core.on_durable(Box::new(move |r| callback.io_completed(r)));
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         let from = last_log_id.as_ref().map_or(0, |l| l.index() + 1);
         let shared = &self.shared;
-        blocking(|| {
-            let mut inner = shared.inner()?;
-            if let Some(p) = &inner.hard.purged {
-                if from <= p.index() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("truncate from {from} at or below the purged log id {p}"),
-                    ));
-                }
+        let mut inner = shared.inner()?;
+        if let Some(p) = &inner.purged {
+            if from <= p.index() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("truncate from {from} at or below the purged log id {p}"),
+                ));
             }
-            inner.wal.truncate_from(from)?;
-            inner.pop_cache_back_from(from);
-            inner.last = match inner.wal.last_index() {
-                Some(i) => Some(inner.log_id_at(i)?),
-                None => None,
-            };
-            inner.publish(&shared.counters);
-            Ok(())
-        })
+        }
+        blocking(|| shared.engine.core().truncate(shared.group, from))?;
+        while inner.cache.back().is_some_and(|c| c.entry.index() >= from) {
+            let c = inner.cache.pop_back().expect("checked non-empty");
+            inner.cache_bytes -= c.bytes;
+        }
+        if inner.last_index.is_some_and(|l| l >= from) {
+            let first = inner.first.expect("a last has a first");
+            if from > first {
+                inner.last_index = Some(from - 1);
+                let entry = shared.entries(&inner, from - 1, from - 1)?.remove(0);
+                inner.last = Some(entry.log_id());
+            } else {
+                (inner.first, inner.last_index, inner.last) = (None, None, None);
+            }
+        }
+        shared.publish_cache(&inner);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
         let upto = log_id.index();
         let shared = &self.shared;
-        blocking(|| {
-            let behind = shared
-                .inner()?
-                .hard
-                .purged
-                .as_ref()
-                .is_some_and(|p| p.index() >= upto);
-            if behind {
-                return Ok(());
+        let mut inner = shared.inner()?;
+        if inner.purged.as_ref().is_some_and(|p| p.index() >= upto) {
+            return Ok(());
+        }
+        let bytes = encode(&log_id)?;
+        blocking(|| shared.engine.core().purge(shared.group, upto, &bytes))?;
+        inner.purged = Some(log_id);
+        while inner.cache.front().is_some_and(|c| c.entry.index() <= upto) {
+            let c = inner.cache.pop_front().expect("checked non-empty");
+            inner.cache_bytes -= c.bytes;
+        }
+        match (inner.first, inner.last_index) {
+            (Some(_), Some(last)) if last <= upto => {
+                (inner.first, inner.last_index, inner.last) = (None, None, None);
             }
-            // raft-state first: after a crash, open finishes the WAL's part.
-            shared.write_hard(|h| h.purged = Some(log_id.clone()))?;
-            let mut inner = shared.inner()?;
-            inner.wal.purge_to(upto)?;
-            inner.pop_cache_front_upto(upto);
-            if inner.last.as_ref().is_some_and(|l| l.index() <= upto) {
-                inner.last = None;
-            }
-            inner.publish(&shared.counters);
-            Ok(())
-        })
+            (Some(first), Some(_)) if first <= upto => inner.first = Some(upto + 1),
+            _ => {}
+        }
+        shared.publish_cache(&inner);
+        Ok(())
     }
 }
 
-/// openraft's storage conformance suite run against [`RaftLogStore`]; generic over the
-/// state machine so the keyspace state machine can run the same suite.
+/// openraft's storage conformance suite run against a group of a fresh [`LogEngine`];
+/// generic over the state machine so the keyspace state machine can run the same suite.
 #[cfg(test)]
 pub(crate) mod conformance {
     use super::*;
     use openraft::storage::RaftStateMachine;
     use openraft::testing::log::{StoreBuilder, Suite};
+    use openraft::type_config::TypeConfigExt;
+    use openraft::vote::{RaftLeaderId, RaftVote};
     use openraft::{ErrorSubject, ErrorVerb, StorageError};
 
-    /// Builds a [`RaftLogStore`] in a fresh temp dir (the guard removes it) next to a
-    /// state machine from `make_sm`.
+    /// The suite's group; the busy neighbour is [`NEIGHBOUR`].
+    pub(crate) const SUITE_GROUP: u64 = 7;
+    pub(crate) const NEIGHBOUR: u64 = 8;
+
+    /// What a built store needs kept alive: the neighbour's writer, the engine, the
+    /// temp dir (dropped in this order: the engine's last sync before the dir goes).
+    pub(crate) struct Guard {
+        neighbour: Option<tokio::task::JoinHandle<()>>,
+        engine: Arc<LogEngine>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(task) = self.neighbour.take() {
+                // Finished before it was stopped: it failed a check (or panicked).
+                let failed = task.is_finished();
+                task.abort();
+                if failed && !std::thread::panicking() {
+                    panic!("the neighbour group's writer stopped early: its log went wrong");
+                }
+            }
+            let _ = self.engine.close();
+        }
+    }
+
+    /// Builds a group store ([`SUITE_GROUP`]) in a fresh engine in a temp dir next to a
+    /// state machine from `make_sm`; with `busy_neighbour`, another group of the same
+    /// engine gets entries, a vote and a purge first and keeps appending (and checking
+    /// what it reads back) while the suite runs.
     pub(crate) struct TempLogStoreBuilder<F> {
         pub(crate) policy: FsyncPolicy,
+        pub(crate) busy_neighbour: bool,
         pub(crate) make_sm: F,
     }
 
-    impl<C, SM, F> StoreBuilder<C, RaftLogStore<C>, SM, tempfile::TempDir> for TempLogStoreBuilder<F>
+    async fn neighbour_append<C>(store: &mut RaftLogStore<C>, from: u64, to: u64)
     where
         C: RaftTypeConfig,
         C::Entry: Clone,
+        C::Term: From<u64>,
+        C::NodeId: From<u64>,
+    {
+        let batch: Vec<C::Entry> = (from..=to)
+            .map(|i| openraft::testing::blank_ent::<C>(1, 1.into(), i))
+            .collect();
+        let (tx, rx) = C::oneshot();
+        store
+            .append(batch, IOFlushed::signal(tx))
+            .await
+            .expect("neighbour append");
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+            .await
+            .expect("neighbour flushed in time")
+            .expect("callback fired")
+            .expect("neighbour flush ok");
+    }
+
+    /// Appends, votes and purges on the neighbour, then appends one entry at a time,
+    /// reading back its newest ones, until aborted.
+    async fn run_neighbour<C>(mut store: RaftLogStore<C>)
+    where
+        C: RaftTypeConfig,
+        C::Entry: Clone,
+        C::Term: From<u64>,
+        C::NodeId: From<u64>,
+    {
+        neighbour_append(&mut store, 1, 20).await;
+        let vote = VoteOf::<C>::from_leader_id(C::LeaderId::new(5.into(), 1.into()), false);
+        store.save_vote(&vote).await.expect("neighbour vote");
+        store
+            .purge(openraft::testing::log_id::<C>(1, 1.into(), 10))
+            .await
+            .expect("neighbour purge");
+        let mut reader = store.get_log_reader().await;
+        for i in 21.. {
+            neighbour_append(&mut store, i, i).await;
+            let got = reader
+                .try_get_log_entries(i - 3..=i)
+                .await
+                .expect("neighbour read");
+            let got: Vec<u64> = got.iter().map(|e| e.index()).collect();
+            assert_eq!(
+                got,
+                (i - 3..=i).collect::<Vec<_>>(),
+                "neighbour reads its own entries"
+            );
+            let read = reader.read_vote().await.expect("neighbour vote read");
+            assert_eq!(read.as_ref(), Some(&vote), "neighbour's vote");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    impl<C, SM, F> StoreBuilder<C, RaftLogStore<C>, SM, Guard> for TempLogStoreBuilder<F>
+    where
+        C: RaftTypeConfig,
+        C::Entry: Clone,
+        C::Term: From<u64>,
+        C::NodeId: From<u64>,
         SM: RaftStateMachine<C>,
         F: Fn() -> SM + Send + Sync,
     {
-        async fn build(&self) -> Result<(tempfile::TempDir, RaftLogStore<C>, SM), StorageError<C>> {
+        async fn build(&self) -> Result<(Guard, RaftLogStore<C>, SM), StorageError<C>> {
             let io = |e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e);
             let dir = tempfile::Builder::new()
                 .prefix("shardis-raftlog-")
                 .tempdir()
                 .map_err(io)?;
-            let store = RaftLogStore::open(dir.path(), self.policy).map_err(io)?;
-            Ok((dir, store, (self.make_sm)()))
+            let engine = LogEngine::open(
+                dir.path(),
+                LogStoreOptions {
+                    policy: self.policy,
+                    // Small segments, so rolls, checkpoints and deletions happen.
+                    segment_size: 4096,
+                    ..LogStoreOptions::default()
+                },
+            )
+            .map_err(io)?;
+            let neighbour = if self.busy_neighbour {
+                let store = engine.open_group::<C>(NEIGHBOUR).map_err(io)?;
+                Some(tokio::spawn(run_neighbour(store)))
+            } else {
+                None
+            };
+            let store = engine.open_group(SUITE_GROUP).map_err(io)?;
+            let guard = Guard {
+                neighbour,
+                engine,
+                _dir: dir,
+            };
+            Ok((guard, store, (self.make_sm)()))
         }
     }
 
     pub(crate) async fn run_suite<C, SM, F>(
         policy: FsyncPolicy,
+        busy_neighbour: bool,
         make_sm: F,
     ) -> Result<(), StorageError<C>>
     where
@@ -907,7 +714,12 @@ pub(crate) mod conformance {
         SM: RaftStateMachine<C>,
         F: Fn() -> SM + Send + Sync,
     {
-        Suite::test_all(TempLogStoreBuilder { policy, make_sm }).await
+        Suite::test_all(TempLogStoreBuilder {
+            policy,
+            busy_neighbour,
+            make_sm,
+        })
+        .await
     }
 }
 
@@ -915,13 +727,20 @@ pub(crate) mod conformance {
 mod tests {
     use super::conformance::run_suite;
     use super::*;
+    use crate::storage::log_engine::FLUSH_INTERVAL;
+    use crate::storage::wal::{self, Kind};
     use futures_util::{Stream, TryStreamExt};
     use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
     use openraft::type_config::alias::{EntryOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
     use openraft::type_config::TypeConfigExt;
     use openraft::{EntryPayload, StoredMembership, Vote};
     use serde::Deserialize;
+    use std::fmt;
+    use std::fs::{self, File};
+    use std::path::Path;
+    use std::path::PathBuf;
     use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct Add(pub u64);
@@ -1042,21 +861,42 @@ mod tests {
 
     #[tokio::test]
     async fn conformance_suite_always() {
-        run_suite(FsyncPolicy::Always, SumMachine::default)
+        run_suite(FsyncPolicy::Always, false, SumMachine::default)
             .await
             .unwrap();
     }
 
     #[tokio::test]
     async fn conformance_suite_everysec() {
-        run_suite(FsyncPolicy::EverySec, SumMachine::default)
+        run_suite(FsyncPolicy::EverySec, false, SumMachine::default)
             .await
             .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance_suite_no_on_multi_thread_runtime() {
-        run_suite(FsyncPolicy::No, SumMachine::default)
+        run_suite(FsyncPolicy::No, false, SumMachine::default)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn conformance_suite_always_next_to_a_busy_group() {
+        run_suite(FsyncPolicy::Always, true, SumMachine::default)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn conformance_suite_everysec_next_to_a_busy_group() {
+        run_suite(FsyncPolicy::EverySec, true, SumMachine::default)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_suite_no_next_to_a_busy_group() {
+        run_suite(FsyncPolicy::No, true, SumMachine::default)
             .await
             .unwrap();
     }
@@ -1067,15 +907,24 @@ mod tests {
         openraft::testing::log_id::<C>(term, 1, index)
     }
 
-    fn entry(term: u64, index: u64) -> EntryOf<C> {
+    /// An entry whose payload also names its group, so a mix-up cannot pass.
+    fn gentry(group: u64, term: u64, index: u64) -> EntryOf<C> {
         openraft::Entry {
             log_id: lid(term, index),
-            payload: EntryPayload::Normal(Add(index)),
+            payload: EntryPayload::Normal(Add(group * 1_000_000 + index)),
         }
+    }
+
+    fn entry(term: u64, index: u64) -> EntryOf<C> {
+        gentry(0, term, index)
     }
 
     fn entries(term: u64, from: u64, to: u64) -> Vec<EntryOf<C>> {
         (from..=to).map(|i| entry(term, i)).collect()
+    }
+
+    fn gentries(group: u64, term: u64, from: u64, to: u64) -> Vec<EntryOf<C>> {
+        (from..=to).map(|i| gentry(group, term, i)).collect()
     }
 
     fn tmpdir() -> tempfile::TempDir {
@@ -1085,8 +934,20 @@ mod tests {
             .unwrap()
     }
 
+    fn opts(policy: FsyncPolicy) -> LogStoreOptions {
+        LogStoreOptions {
+            policy,
+            ..LogStoreOptions::default()
+        }
+    }
+
+    /// Group 0 of an engine of its own (dropping the store closes the engine).
+    fn open_with(dir: &Path, opts: LogStoreOptions) -> RaftLogStore<C> {
+        LogEngine::open(dir, opts).unwrap().open_group(0).unwrap()
+    }
+
     fn open(dir: &Path, policy: FsyncPolicy) -> RaftLogStore<C> {
-        RaftLogStore::open(dir, policy).unwrap()
+        open_with(dir, opts(policy))
     }
 
     /// Appends and waits (with a deadline) for the IOFlushed callback.
@@ -1116,26 +977,48 @@ mod tests {
         (st.last_purged_log_id, st.last_log_id)
     }
 
-    /// Record start offsets in a segment file (the WAL format: 16-byte header + payload).
-    fn record_offsets(path: &Path) -> Vec<u64> {
-        let data = fs::read(path).unwrap();
-        let mut offsets = Vec::new();
-        let mut pos = 0usize;
-        while pos + 16 <= data.len() {
-            offsets.push(pos as u64);
-            pos += 16 + u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
-        }
-        offsets
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut segs: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        segs.sort();
+        segs
     }
 
     fn only_segment(dir: &Path) -> PathBuf {
-        let segs: Vec<PathBuf> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
+        let segs = segment_files(dir);
         assert_eq!(segs.len(), 1, "{segs:?}");
         segs[0].clone()
+    }
+
+    /// (kind, group, offset, body) of every record of a segment file.
+    fn records(path: &Path) -> Vec<(Kind, u64, u64, Vec<u8>)> {
+        let data = fs::read(path).unwrap();
+        let found = wal::scan(&data);
+        assert!(found.problem.is_none(), "{:?}", found.problem);
+        found
+            .records
+            .iter()
+            .map(|f| {
+                (
+                    f.record.kind,
+                    f.record.group,
+                    f.offset,
+                    f.record.body.to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    /// Start offsets of a segment's entry records.
+    fn entry_offsets(path: &Path) -> Vec<u64> {
+        records(path)
+            .into_iter()
+            .filter(|r| r.0 == Kind::Entry)
+            .map(|r| r.2)
+            .collect()
     }
 
     /// Polls `cond` every 20 ms until it holds or the deadline passes.
@@ -1171,7 +1054,8 @@ mod tests {
         assert_eq!(read(&mut store, 0..=5).await, vec![]);
         let stats = store.stats();
         assert_eq!((stats.first_index, stats.last_index), (Some(6), Some(20)));
-        assert!(stats.bytes_on_disk > 0);
+        assert!(stats.bytes_on_disk > 0 && stats.group_bytes > 0);
+        assert_eq!(store.engine().groups(), vec![0]);
     }
 
     #[tokio::test]
@@ -1183,7 +1067,7 @@ mod tests {
         }
         store.close().unwrap();
         let seg = only_segment(tmp.path());
-        let offsets = record_offsets(&seg);
+        let offsets = entry_offsets(&seg);
         assert_eq!(offsets.len(), 10);
         // A crash in the middle of writing entry 7 (and nothing after it reached the disk).
         File::options()
@@ -1211,9 +1095,9 @@ mod tests {
         append(&mut store, entries(1, 1, 10)).await.unwrap();
         store.close().unwrap();
         let seg = only_segment(tmp.path());
-        let offsets = record_offsets(&seg);
+        let offsets = entry_offsets(&seg);
         let mut data = fs::read(&seg).unwrap();
-        data[offsets[4] as usize + 16] ^= 0x20; // first payload byte of entry 5
+        data[offsets[4] as usize + wal::HEADER + 8] ^= 0x20; // first entry byte of entry 5
         fs::write(&seg, &data).unwrap();
 
         let mut store = open(tmp.path(), FsyncPolicy::Always);
@@ -1222,24 +1106,84 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn corrupt_raft_state_refuses_to_open() {
+    async fn bit_rot_after_open_is_an_error_not_an_entry() {
         let tmp = tmpdir();
-        let mut store = open(tmp.path(), FsyncPolicy::Always);
-        store.save_vote(&Vote::new(7, 1)).await.unwrap();
-        store.close().unwrap();
-        let path = tmp.path().join(STATE_FILE);
-        let mut data = fs::read(&path).unwrap();
-        data[20] ^= 0x01;
-        fs::write(&path, &data).unwrap();
-        let err = RaftLogStore::<C>::open(tmp.path(), FsyncPolicy::Always)
-            .err()
-            .expect("a corrupt vote must not be ignored");
+        let mut store = open_with(
+            tmp.path(),
+            LogStoreOptions {
+                cache_entries: 0,
+                ..LogStoreOptions::default()
+            },
+        );
+        append(&mut store, entries(1, 1, 5)).await.unwrap();
+        let seg = only_segment(tmp.path());
+        let offsets = entry_offsets(&seg);
+        let mut data = fs::read(&seg).unwrap();
+        data[offsets[2] as usize + wal::HEADER + 8] ^= 0x01;
+        fs::write(&seg, &data).unwrap();
+        let mut reader = store.get_log_reader().await;
+        assert_eq!(
+            reader.try_get_log_entries(1..3).await.unwrap(),
+            entries(1, 1, 2)
+        );
+        let err = reader.try_get_log_entries(1..=5).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            reader.try_get_log_entries(4..=5).await.unwrap(),
+            entries(1, 4, 5)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_record_before_the_last_segment_refuses_to_open() {
+        let tmp = tmpdir();
+        let small = LogStoreOptions {
+            segment_size: 256,
+            ..LogStoreOptions::default()
+        };
+        let mut store = open_with(tmp.path(), small.clone());
+        for i in 1..=30 {
+            append(&mut store, entries(1, i, i)).await.unwrap();
+        }
+        store.close().unwrap();
+        let segs = segment_files(tmp.path());
+        assert!(segs.len() >= 3, "{segs:?}");
+        let offsets = entry_offsets(&segs[0]);
+        let mut data = fs::read(&segs[0]).unwrap();
+        data[offsets[0] as usize + wal::HEADER] ^= 0x01;
+        fs::write(&segs[0], &data).unwrap();
+        let err = LogEngine::open(tmp.path(), small)
+            .expect_err("corruption in the middle of the log must not be cut or skipped");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn an_old_per_group_log_directory_is_refused() {
+        let tmp = tmpdir();
+        fs::write(tmp.path().join("raft-state"), b"SRAFTSTA").unwrap();
+        let err = LogEngine::open(tmp.path(), LogStoreOptions::default())
+            .expect_err("an old log must not be silently ignored");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn one_engine_per_directory_and_one_handle_per_group() {
+        let tmp = tmpdir();
+        let engine = LogEngine::open(tmp.path(), LogStoreOptions::default()).unwrap();
+        let err = LogEngine::open(tmp.path(), LogStoreOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        let store = engine.open_group::<C>(3).unwrap();
+        let err = engine.open_group::<C>(3).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        drop(store);
+        let _store = engine.open_group::<C>(3).unwrap();
+        // A group that never wrote has no state.
+        assert_eq!(engine.groups(), Vec::<u64>::new());
     }
 
     async fn truncate_then_append(opts: LogStoreOptions) {
         let tmp = tmpdir();
-        let mut store = RaftLogStore::<C>::open_with(tmp.path(), opts.clone()).unwrap();
+        let mut store = open_with(tmp.path(), opts.clone());
         append(&mut store, entries(1, 0, 10)).await.unwrap();
         store.truncate_after(Some(lid(1, 5))).await.unwrap();
         assert_eq!(state(&mut store).await, (None, Some(lid(1, 5))));
@@ -1251,7 +1195,7 @@ mod tests {
         assert_eq!(read(&mut store, 4..7).await, want[4..7].to_vec());
         store.close().unwrap();
 
-        let mut store = RaftLogStore::<C>::open_with(tmp.path(), opts).unwrap();
+        let mut store = open_with(tmp.path(), opts);
         assert_eq!(read(&mut store, ..).await, want);
         assert_eq!(state(&mut store).await, (None, Some(lid(2, 8))));
         store.truncate_after(None).await.unwrap();
@@ -1278,20 +1222,24 @@ mod tests {
     async fn purge_then_restart() {
         let tmp = tmpdir();
         let opts = LogStoreOptions {
-            segment_size: 64, // a few entries per segment, so purge deletes files
+            segment_size: 128, // a few entries per segment, so purge deletes files
             cache_entries: 3,
             ..LogStoreOptions::default()
         };
-        let mut store = RaftLogStore::<C>::open_with(tmp.path(), opts.clone()).unwrap();
+        let mut store = open_with(tmp.path(), opts.clone());
         for i in 0..=10 {
             append(&mut store, entries(1, i, i)).await.unwrap();
         }
         let bytes_before = store.stats().bytes_on_disk;
+        let segments_before = segment_files(tmp.path()).len();
         store.purge(lid(1, 4)).await.unwrap();
+        // Segments go once the purge record is durable.
+        store.engine().sync().unwrap();
         assert!(store.stats().bytes_on_disk < bytes_before);
+        assert!(segment_files(tmp.path()).len() < segments_before);
         store.close().unwrap();
 
-        let mut store = RaftLogStore::<C>::open_with(tmp.path(), opts.clone()).unwrap();
+        let mut store = open_with(tmp.path(), opts.clone());
         assert_eq!(state(&mut store).await, (Some(lid(1, 4)), Some(lid(1, 10))));
         assert_eq!(read(&mut store, ..).await, entries(1, 5, 10));
         // Truncating purged entries is refused, not silently done.
@@ -1306,7 +1254,7 @@ mod tests {
         assert_eq!(store.stats().first_index, None);
         store.close().unwrap();
 
-        let mut store = RaftLogStore::<C>::open_with(tmp.path(), opts).unwrap();
+        let mut store = open_with(tmp.path(), opts);
         assert_eq!(
             state(&mut store).await,
             (Some(lid(2, 20)), Some(lid(2, 20)))
@@ -1322,30 +1270,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn purge_cut_short_by_a_crash_is_finished_on_open() {
-        let tmp = tmpdir();
-        let mut store = open(tmp.path(), FsyncPolicy::Always);
-        append(&mut store, entries(1, 0, 10)).await.unwrap();
-        // The raft-state write of a purge, without the WAL's part.
-        store
-            .shared
-            .write_hard(|h| h.purged = Some(lid(1, 5)))
-            .unwrap();
-        store.close().unwrap();
-        let mut store = open(tmp.path(), FsyncPolicy::Always);
-        assert_eq!(state(&mut store).await, (Some(lid(1, 5)), Some(lid(1, 10))));
-        assert_eq!(read(&mut store, ..).await, entries(1, 6, 10));
-        assert_eq!(store.stats().first_index, Some(6));
-    }
-
-    #[tokio::test]
     async fn everysec_and_no_persist_on_clean_close() {
         for policy in [FsyncPolicy::EverySec, FsyncPolicy::No] {
             let tmp = tmpdir();
             let mut store = open(tmp.path(), policy);
             append(&mut store, entries(1, 0, 5)).await.unwrap();
             store.save_committed(Some(lid(1, 3))).await.unwrap();
-            drop(store); // not close(): drop must flush too
+            drop(store); // not close(): dropping the last handle closes the engine
 
             let mut store = open(tmp.path(), FsyncPolicy::Always);
             assert_eq!(read(&mut store, ..).await, entries(1, 0, 5), "{policy}");
@@ -1361,46 +1292,82 @@ mod tests {
     async fn always_is_durable_before_the_callback() {
         let tmp = tmpdir();
         let mut store = open(tmp.path(), FsyncPolicy::Always);
+        let opened = store.stats().fsync_count; // the first segment's creation
         for i in 0..5 {
             append(&mut store, entries(1, i, i)).await.unwrap();
-            assert!(
-                !store.shared.inner().unwrap().wal.has_unsynced(),
-                "after {i}"
-            );
+            assert!(!store.engine().core().has_unsynced(), "after {i}");
         }
         let stats = store.stats();
-        assert!((1..=5).contains(&stats.fsync_count), "{stats:?}");
+        assert!(
+            (opened + 1..=opened + 5).contains(&stats.fsync_count),
+            "{stats:?}"
+        );
         assert!(stats.fsync_p50_us > 0 && stats.fsync_p50_us <= stats.fsync_p999_us);
     }
 
     #[tokio::test]
-    async fn everysec_syncs_and_saves_committed_in_the_background() {
-        let tmp = tmpdir();
-        let mut store = open(tmp.path(), FsyncPolicy::EverySec);
-        append(&mut store, entries(1, 0, 3)).await.unwrap();
-        store.save_committed(Some(lid(1, 2))).await.unwrap();
-        assert!(store.shared.inner().unwrap().wal.has_unsynced());
-        let stats = store.stats_handle();
-        wait_until("a background fsync", || stats.get().fsync_count >= 1).await;
-        let dir = tmp.path().to_path_buf();
-        wait_until("the committed log id on disk", || {
-            read_state::<C>(&dir).unwrap().committed == Some(lid(1, 2))
-        })
-        .await;
-        // Nothing new: no more fsyncs.
-        let n = stats.get().fsync_count;
-        tokio::time::sleep(FLUSH_INTERVAL * 2).await;
-        assert_eq!(stats.get().fsync_count, n);
+    async fn votes_are_durable_under_every_policy() {
+        for policy in [FsyncPolicy::Always, FsyncPolicy::EverySec, FsyncPolicy::No] {
+            let tmp = tmpdir();
+            let mut store = open(tmp.path(), policy);
+            append(&mut store, entries(1, 0, 2)).await.unwrap();
+            store.save_vote(&Vote::new(4, 2)).await.unwrap();
+            // Durable on return: the vote record and the appends before it.
+            assert!(!store.engine().core().has_unsynced(), "{policy}");
+            let seg = only_segment(tmp.path());
+            let votes: Vec<_> = records(&seg)
+                .into_iter()
+                .filter(|r| r.0 == Kind::Vote)
+                .collect();
+            assert_eq!(votes.len(), 1, "{policy}");
+            assert_eq!(
+                decode::<VoteOf<C>>(&votes[0].3, "vote").unwrap(),
+                Vote::new(4, 2)
+            );
+        }
     }
 
     #[tokio::test]
-    async fn no_policy_never_fsyncs_the_log_while_open() {
+    async fn everysec_syncs_and_saves_committed_in_the_background_then_idles() {
+        let tmp = tmpdir();
+        let mut store = open(tmp.path(), FsyncPolicy::EverySec);
+        let stats = store.stats_handle();
+        let opened = stats.get().fsync_count;
+        append(&mut store, entries(1, 0, 3)).await.unwrap();
+        store.save_committed(Some(lid(1, 2))).await.unwrap();
+        assert!(store.engine().core().has_unsynced());
+        wait_until("a background fsync", || stats.get().fsync_count > opened).await;
+        let seg = only_segment(tmp.path());
+        let want = encode(&Some(lid(1, 2))).unwrap();
+        wait_until("the committed log id on disk", || {
+            records(&seg)
+                .iter()
+                .any(|r| r.0 == Kind::Committed && r.3 == want)
+        })
+        .await;
+        wait_until("everything synced", || {
+            !store.engine().core().has_unsynced()
+        })
+        .await;
+        // Nothing new: no more fsyncs, and the flusher stops ticking.
+        let ticks = &store.engine().core().counters().ticks;
+        tokio::time::sleep(FLUSH_INTERVAL + Duration::from_millis(200)).await;
+        let (n, t) = (stats.get().fsync_count, ticks.load(Ordering::Relaxed));
+        tokio::time::sleep(FLUSH_INTERVAL * 2).await;
+        assert_eq!(stats.get().fsync_count, n);
+        assert_eq!(ticks.load(Ordering::Relaxed), t, "an idle flusher sleeps");
+    }
+
+    #[tokio::test]
+    async fn no_policy_never_fsyncs_appends_while_open() {
         let tmp = tmpdir();
         let mut store = open(tmp.path(), FsyncPolicy::No);
+        let opened = store.stats().fsync_count;
         append(&mut store, entries(1, 0, 3)).await.unwrap();
+        store.save_committed(Some(lid(1, 2))).await.unwrap();
         tokio::time::sleep(FLUSH_INTERVAL + Duration::from_millis(300)).await;
-        assert_eq!(store.stats().fsync_count, 0);
-        assert!(store.shared.inner().unwrap().wal.has_unsynced());
+        assert_eq!(store.stats().fsync_count, opened);
+        assert!(store.engine().core().has_unsynced());
     }
 
     #[tokio::test]
@@ -1410,7 +1377,7 @@ mod tests {
             cache_entries: 8,
             ..LogStoreOptions::default()
         };
-        let mut store = RaftLogStore::<C>::open_with(tmp.path(), opts).unwrap();
+        let mut store = open_with(tmp.path(), opts);
         for i in (1..=100).step_by(10) {
             append(&mut store, entries(1, i, i + 9)).await.unwrap();
         }
@@ -1430,7 +1397,7 @@ mod tests {
             cache_bytes: 100,
             ..LogStoreOptions::default()
         };
-        let mut store = RaftLogStore::<C>::open_with(tmp.path(), opts).unwrap();
+        let mut store = open_with(tmp.path(), opts);
         append(&mut store, entries(1, 1, 50)).await.unwrap();
         let stats = store.stats();
         assert!(
@@ -1448,7 +1415,7 @@ mod tests {
             segment_size: 4096,
             ..LogStoreOptions::default()
         };
-        let mut store = RaftLogStore::<C>::open_with(tmp.path(), opts).unwrap();
+        let mut store = open_with(tmp.path(), opts);
         append(&mut store, entries(1, 1, 1)).await.unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::new();
@@ -1482,6 +1449,364 @@ mod tests {
             assert!(reads > 0);
         }
         assert_eq!(read(&mut store, ..).await, entries(1, 1, 2001));
+    }
+
+    #[tokio::test]
+    async fn poisoned_engine_refuses_writes_and_keeps_what_it_had() {
+        let tmp = tmpdir();
+        let mut store = open(tmp.path(), FsyncPolicy::Always);
+        append(&mut store, entries(1, 1, 3)).await.unwrap();
+        store.engine().core().poison("injected fsync failure");
+        assert!(append(&mut store, entries(1, 4, 4)).await.is_err());
+        assert!(store.save_vote(&Vote::new(1, 1)).await.is_err());
+        assert!(store.truncate_after(Some(lid(1, 1))).await.is_err());
+        assert!(store.purge(lid(1, 2)).await.is_err());
+        assert!(store.engine().sync().is_err());
+        assert_eq!(read(&mut store, ..).await, entries(1, 1, 3));
+        drop(store);
+        let mut store = open(tmp.path(), FsyncPolicy::Always);
+        assert_eq!(read(&mut store, ..).await, entries(1, 1, 3));
+        assert_eq!(
+            store.get_log_reader().await.read_vote().await.unwrap(),
+            None
+        );
+    }
+
+    /// What a test expects of one group.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    struct Expect {
+        entries: Vec<EntryOf<C>>,
+        vote: Option<VoteOf<C>>,
+        committed: Option<LogIdOf<C>>,
+        purged: Option<LogIdOf<C>>,
+    }
+
+    async fn must_hold(store: &mut RaftLogStore<C>, want: &Expect) {
+        let g = store.group();
+        assert_eq!(read(store, ..).await, want.entries, "group {g} entries");
+        let mut reader = store.get_log_reader().await;
+        assert_eq!(
+            reader.read_vote().await.unwrap(),
+            want.vote,
+            "group {g} vote"
+        );
+        assert_eq!(
+            store.read_committed().await.unwrap(),
+            want.committed,
+            "group {g} committed"
+        );
+        let (purged, last) = state(store).await;
+        assert_eq!(purged, want.purged, "group {g} purged");
+        let want_last = want.entries.last().map(|e| e.log_id).or(want.purged);
+        assert_eq!(last, want_last, "group {g} last log id");
+    }
+
+    #[tokio::test]
+    async fn groups_keep_their_own_log_and_hard_state_across_restart() {
+        let tmp = tmpdir();
+        let opts = LogStoreOptions {
+            segment_size: 1024, // rolls (and checkpoints) along the way
+            cache_entries: 4,   // reads go to disk too
+            ..LogStoreOptions::default()
+        };
+        let engine = LogEngine::open(tmp.path(), opts.clone()).unwrap();
+        let groups = [1u64, 2, 3, 40];
+        let mut stores: Vec<RaftLogStore<C>> = groups
+            .iter()
+            .map(|&g| engine.open_group(g).unwrap())
+            .collect();
+        let mut want: Vec<Expect> = vec![Expect::default(); groups.len()];
+        let mut next = vec![1u64; groups.len()];
+        // Interleaved batches of different sizes.
+        for round in 0..30u64 {
+            for (k, store) in stores.iter_mut().enumerate() {
+                let g = groups[k];
+                let n = 1 + (round + k as u64) % 4;
+                let batch = gentries(g, 1, next[k], next[k] + n - 1);
+                append(store, batch.clone()).await.unwrap();
+                want[k].entries.extend(batch);
+                next[k] += n;
+            }
+            if round == 10 {
+                for (k, store) in stores.iter_mut().enumerate() {
+                    let v = Vote::new(2 + k as u64, 1);
+                    store.save_vote(&v).await.unwrap();
+                    want[k].vote = Some(v);
+                }
+            }
+        }
+        // Group 1: truncate its tail and append a new term; group 2: purge; group 3:
+        // both; group 40: committed only.
+        stores[0].truncate_after(Some(lid(1, 50))).await.unwrap();
+        want[0].entries.truncate(50);
+        let batch = gentries(1, 2, 51, 55);
+        append(&mut stores[0], batch.clone()).await.unwrap();
+        want[0].entries.extend(batch);
+        stores[1].purge(lid(1, 30)).await.unwrap();
+        want[1].entries.retain(|e| e.log_id.index > 30);
+        want[1].purged = Some(lid(1, 30));
+        stores[2].purge(lid(1, 20)).await.unwrap();
+        stores[2].truncate_after(Some(lid(1, 40))).await.unwrap();
+        want[2]
+            .entries
+            .retain(|e| (21..=40).contains(&e.log_id.index));
+        want[2].purged = Some(lid(1, 20));
+        for (k, store) in stores.iter_mut().enumerate() {
+            let c = want[k].entries.get(5).map(|e| e.log_id);
+            store.save_committed(c).await.unwrap();
+            want[k].committed = c;
+        }
+        // One more vote after everything, in the last segment.
+        stores[3].save_vote(&Vote::new(9, 3)).await.unwrap();
+        want[3].vote = Some(Vote::new(9, 3));
+        for (k, store) in stores.iter_mut().enumerate() {
+            must_hold(store, &want[k]).await;
+        }
+        assert!(segment_files(tmp.path()).len() >= 3);
+        drop(stores);
+        engine.close().unwrap();
+        drop(engine);
+
+        let engine = LogEngine::open(tmp.path(), opts).unwrap();
+        assert_eq!(engine.groups(), groups.to_vec());
+        for (k, &g) in groups.iter().enumerate() {
+            let mut store = engine.open_group::<C>(g).unwrap();
+            must_hold(&mut store, &want[k]).await;
+        }
+        let mut fresh = engine.open_group::<C>(99).unwrap();
+        must_hold(&mut fresh, &Expect::default()).await;
+    }
+
+    #[tokio::test]
+    async fn segments_go_once_every_group_purged_past_them_and_not_before() {
+        let tmp = tmpdir();
+        let opts = LogStoreOptions {
+            segment_size: 512,
+            ..LogStoreOptions::default()
+        };
+        let engine = LogEngine::open(tmp.path(), opts.clone()).unwrap();
+        let mut stores: Vec<RaftLogStore<C>> = [1u64, 2, 3]
+            .iter()
+            .map(|&g| engine.open_group(g).unwrap())
+            .collect();
+        // Group 3 votes early: its vote record sits in a segment that will go.
+        stores[2].save_vote(&Vote::new(7, 3)).await.unwrap();
+        for i in 1..=40 {
+            for (k, store) in stores.iter_mut().enumerate() {
+                append(store, gentries(k as u64 + 1, 1, i, i))
+                    .await
+                    .unwrap();
+            }
+        }
+        let first_segments = segment_files(tmp.path());
+        assert!(first_segments.len() >= 4, "{first_segments:?}");
+        assert_eq!(engine.groups_pinning_oldest(u64::MAX), Vec::<u64>::new());
+        assert_eq!(engine.groups_pinning_oldest(0), vec![1, 2, 3]);
+
+        // Groups 1 and 2 purge everything; group 3 (never purging) pins every segment.
+        stores[0].purge(lid(1, 40)).await.unwrap();
+        stores[1].purge(lid(1, 40)).await.unwrap();
+        engine.sync().unwrap();
+        let now = segment_files(tmp.path());
+        assert!(
+            first_segments.iter().all(|s| now.contains(s)),
+            "a segment with live entries of group 3 went: {now:?}"
+        );
+        assert_eq!(engine.groups_pinning_oldest(0), vec![3]);
+        let stats = engine.stats();
+        assert_eq!(stats.segments, now.len() as u64);
+
+        // Group 3 purges half: the segments holding only older entries go, once the
+        // purge is durable.
+        stores[2].purge(lid(1, 20)).await.unwrap();
+        engine.sync().unwrap();
+        let left = segment_files(tmp.path());
+        assert!(left.len() < now.len(), "{left:?}");
+        assert_eq!(left.last(), now.last());
+        assert!(!left.contains(&first_segments[0]));
+        assert!(left.contains(first_segments.last().unwrap()));
+        assert!(engine.stats().disk_bytes < stats.disk_bytes);
+        assert_eq!(engine.groups_pinning_oldest(0), vec![3]);
+
+        // Everything purged: only the segment being written is left.
+        stores[2].purge(lid(1, 40)).await.unwrap();
+        engine.sync().unwrap();
+        assert_eq!(segment_files(tmp.path()).len(), 1);
+        assert_eq!(engine.groups_pinning_oldest(0), Vec::<u64>::new());
+        drop(stores);
+        engine.close().unwrap();
+        drop(engine);
+
+        // The hard state of deleted segments lives on in the checkpoints.
+        let engine = LogEngine::open(tmp.path(), opts).unwrap();
+        assert_eq!(engine.groups(), vec![1, 2, 3]);
+        for g in 1..=3u64 {
+            let mut store = engine.open_group::<C>(g).unwrap();
+            let want = Expect {
+                vote: (g == 3).then(|| Vote::new(7, 3)),
+                purged: Some(lid(1, 40)),
+                ..Expect::default()
+            };
+            must_hold(&mut store, &want).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_segments_are_deleted_in_the_background() {
+        let tmp = tmpdir();
+        let engine = LogEngine::open(
+            tmp.path(),
+            LogStoreOptions {
+                segment_size: 256,
+                policy: FsyncPolicy::No,
+                ..LogStoreOptions::default()
+            },
+        )
+        .unwrap();
+        let mut store = engine.open_group::<C>(1).unwrap();
+        for i in 1..=20 {
+            append(&mut store, entries(1, i, i)).await.unwrap();
+        }
+        assert!(segment_files(tmp.path()).len() >= 3);
+        store.purge(lid(1, 20)).await.unwrap();
+        // No append follows: the flusher's tick makes the purge durable and deletes.
+        wait_until("dead segments deleted", || {
+            segment_files(tmp.path()).len() == 1
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_covers_many_groups_with_one_fsync() {
+        const GROUPS: u64 = 8;
+        const APPENDS: u64 = 60;
+        let tmp = tmpdir();
+        let engine = LogEngine::open(tmp.path(), LogStoreOptions::default()).unwrap();
+        let before = engine.stats().fsync_count;
+        let mut tasks = Vec::new();
+        for g in 1..=GROUPS {
+            let mut store = engine.open_group::<C>(g).unwrap();
+            tasks.push(tokio::spawn(async move {
+                for i in 1..=APPENDS {
+                    append(&mut store, gentries(g, 1, i, i)).await.unwrap();
+                }
+                store
+            }));
+        }
+        let mut stores = Vec::new();
+        for t in tasks {
+            stores.push(
+                tokio::time::timeout(DEADLINE * 3, t)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let fsyncs = engine.stats().fsync_count - before;
+        let appends = GROUPS * APPENDS;
+        println!(
+            "group commit: {appends} appends of {GROUPS} groups, {fsyncs} fsyncs, {:.2} appends per fsync",
+            appends as f64 / fsyncs as f64
+        );
+        assert!(fsyncs < appends, "{fsyncs} fsyncs for {appends} appends");
+        for (k, store) in stores.iter_mut().enumerate() {
+            let g = k as u64 + 1;
+            assert_eq!(read(store, ..).await, gentries(g, 1, 1, APPENDS));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_crash_keeps_every_group_up_to_the_tear() {
+        let tmp = tmpdir();
+        let opts = LogStoreOptions {
+            segment_size: 2048,
+            ..LogStoreOptions::default()
+        };
+        let engine = LogEngine::open(tmp.path(), opts.clone()).unwrap();
+        let mut stores: Vec<RaftLogStore<C>> = [1u64, 2, 3]
+            .iter()
+            .map(|&g| engine.open_group(g).unwrap())
+            .collect();
+        for i in 1..=30 {
+            for (k, store) in stores.iter_mut().enumerate() {
+                append(store, gentries(k as u64 + 1, 1, i, i))
+                    .await
+                    .unwrap();
+            }
+        }
+        stores[1].save_vote(&Vote::new(5, 2)).await.unwrap();
+        for (k, store) in stores.iter_mut().enumerate() {
+            append(store, gentries(k as u64 + 1, 1, 31, 31))
+                .await
+                .unwrap();
+        }
+        drop(stores);
+        engine.close().unwrap();
+        drop(engine);
+        let segs = segment_files(tmp.path());
+        assert!(segs.len() >= 2, "{segs:?}");
+        let last_seg = segs.last().unwrap().clone();
+        let recs = records(&last_seg);
+        // Tear the last record (group 3's entry 31) in the middle.
+        let (kind, group, offset, body) = recs.last().unwrap().clone();
+        assert_eq!((kind, group), (Kind::Entry, 3));
+        File::options()
+            .write(true)
+            .open(&last_seg)
+            .unwrap()
+            .set_len(offset + (wal::HEADER + body.len()) as u64 / 2)
+            .unwrap();
+
+        let check = |torn: bool| {
+            let engine = LogEngine::open(tmp.path(), opts.clone()).unwrap();
+            async move {
+                for g in 1..=3u64 {
+                    let mut store = engine.open_group::<C>(g).unwrap();
+                    let last = if g == 3 && torn { 30 } else { 31 };
+                    let want = Expect {
+                        entries: gentries(g, 1, 1, last),
+                        vote: (g == 2).then(|| Vote::new(5, 2)),
+                        ..Expect::default()
+                    };
+                    must_hold(&mut store, &want).await;
+                }
+            }
+        };
+        check(true).await;
+        // A zero-filled tail (the file grew, its data never landed) is cut as well.
+        let len = fs::metadata(&last_seg).unwrap().len();
+        let mut f = File::options().append(true).open(&last_seg).unwrap();
+        std::io::Write::write_all(&mut f, &[0u8; 100]).unwrap();
+        drop(f);
+        check(true).await;
+        assert_eq!(fs::metadata(&last_seg).unwrap().len(), len);
+    }
+
+    #[tokio::test]
+    async fn a_roll_cut_short_by_a_crash_is_undone() {
+        let tmp = tmpdir();
+        let opts = LogStoreOptions::default();
+        let mut store = open_with(tmp.path(), opts.clone());
+        append(&mut store, entries(1, 1, 5)).await.unwrap();
+        store.save_vote(&Vote::new(2, 1)).await.unwrap();
+        drop(store);
+        // The next segment was created, its checkpoint never landed.
+        let seg = only_segment(tmp.path());
+        let next = wal::segment_path(tmp.path(), 2);
+        fs::write(&next, [0u8; 40]).unwrap();
+        assert_ne!(seg, next);
+        let mut store = open_with(tmp.path(), opts);
+        assert_eq!(segment_files(tmp.path()), vec![seg]);
+        must_hold(
+            &mut store,
+            &Expect {
+                entries: entries(1, 1, 5),
+                vote: Some(Vote::new(2, 1)),
+                ..Expect::default()
+            },
+        )
+        .await;
+        append(&mut store, entries(1, 6, 6)).await.unwrap();
     }
 
     #[test]
