@@ -100,7 +100,11 @@ impl ClusterView {
     /// Whether every slot belongs to a shard with a known leader (`cluster_state:ok`).
     pub fn all_slots_served(&self) -> bool {
         self.map.covers_all_slots()
-            && self.map.ranges.iter().all(|r| self.leader_of(r.shard).is_some())
+            && self
+                .map
+                .ranges
+                .iter()
+                .all(|r| self.leader_of(r.shard).is_some())
     }
 }
 
