@@ -14,6 +14,7 @@ pub mod slowlog;
 pub mod stats;
 pub mod waiters;
 
+use crate::router::ClusterView;
 use crate::shard::replica::Replica;
 use crate::shard::{Clock, Shard, ShardSettings, ShardState};
 use client::Clients;
@@ -24,6 +25,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use waiters::Waiters;
+
+/// Produces the node's current [`ClusterView`].
+pub type ClusterViewFn = Box<dyn Fn() -> ClusterView + Send + Sync>;
 
 /// Settings read on every command, kept out of the config lock.
 #[derive(Default)]
@@ -40,6 +44,8 @@ pub struct Server {
     pub shard: Arc<Shard>,
     /// Set in cluster mode: the shard is replicated and writes go through Raft.
     replica: OnceLock<Arc<Replica>>,
+    /// Set in cluster mode: what this node knows of the cluster (CLUSTER commands).
+    cluster_view_fn: OnceLock<ClusterViewFn>,
     pub waiters: Mutex<Waiters>,
     pub clients: Clients,
     pub pubsub: pubsub::PubSub,
@@ -61,6 +67,7 @@ impl Server {
                 crate::keyspace::memory::used_memory()
             })),
             replica: OnceLock::new(),
+            cluster_view_fn: OnceLock::new(),
             clock,
             waiters: Mutex::new(Waiters::default()),
             clients: Clients::default(),
@@ -86,6 +93,17 @@ impl Server {
 
     pub fn set_replica(&self, r: Arc<Replica>) {
         let _ = self.replica.set(r);
+    }
+
+    /// Installs the source of [`Server::cluster_view`] (cluster mode; set once).
+    pub fn set_cluster_view_fn(&self, f: ClusterViewFn) {
+        let _ = self.cluster_view_fn.set(f);
+    }
+
+    /// What this node knows of the cluster now; None on a single in-memory node,
+    /// where CLUSTER answers as Redis without cluster support.
+    pub fn cluster_view(&self) -> Option<ClusterView> {
+        self.cluster_view_fn.get().map(|f| f())
     }
 
     pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
