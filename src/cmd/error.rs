@@ -27,6 +27,13 @@ pub enum CmdError {
     NanOrInfinity,
     /// `ERR string exceeds maximum allowed size (proto-max-bulk-len)`
     StringTooLong,
+    /// `ERR This instance has cluster support disabled` (CLUSTER, ASKING, READONLY
+    /// on a node that is not in a cluster)
+    ClusterDisabled,
+    /// `ERR Invalid slot` (CLUSTER COUNTKEYSINSLOT)
+    InvalidSlot,
+    /// `ERR Invalid slot or number of keys` (CLUSTER GETKEYSINSLOT)
+    InvalidSlotOrCount,
     /// `ERR timeout is not a float or out of range` etc.: any other text, with prefix.
     Other(Cow<'static, str>),
 }
@@ -60,6 +67,9 @@ impl CmdError {
             CmdError::StringTooLong => {
                 "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into()
             }
+            CmdError::ClusterDisabled => "ERR This instance has cluster support disabled".into(),
+            CmdError::InvalidSlot => "ERR Invalid slot".into(),
+            CmdError::InvalidSlotOrCount => "ERR Invalid slot or number of keys".into(),
             CmdError::Other(t) => t.clone(),
         }
     }

@@ -70,8 +70,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         tips: &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
         ..srv("info", -1, LOADING | STALE, &["slow", "dangerous"], "server", "1.0.0", "Get information and statistics about the server")
     },
-    srv("readonly", 1, LOADING | STALE | FAST, &["keyspace", "fast"], "cluster", "3.0.0", "Enables read-only queries for a connection to a Redis Cluster replica node."),
-    srv("readwrite", 1, LOADING | STALE | FAST, &["keyspace", "fast"], "cluster", "3.0.0", "Enables read-write queries for a connection to a Reids Cluster replica node."),
+    srv("readonly", 1, LOADING | STALE | FAST, CONN, "cluster", "3.0.0", "Enables read queries for a connection to a cluster replica node"),
+    srv("readwrite", 1, LOADING | STALE | FAST, CONN, "cluster", "3.0.0", "Disables read queries for a connection to a cluster replica node"),
+    srv("asking", 1, FAST, CONN, "cluster", "3.0.0", "Sent by cluster clients after an -ASK redirect"),
+    CommandSpec {
+        subcommands: CLUSTER_SUBCOMMANDS,
+        ..srv("cluster", -2, 0, &["slow"], "cluster", "3.0.0", "A container for cluster commands")
+    },
     srv("subscribe", -2, PUBSUB | NSLS, PUBSUB_SLOW, "pubsub", "2.0.0", "Listen for messages published to the given channels"),
     srv("unsubscribe", -1, PUBSUB | NSLS, PUBSUB_SLOW, "pubsub", "2.0.0", "Stop listening for messages posted to the given channels"),
     srv("psubscribe", -2, PUBSUB | NSLS, PUBSUB_SLOW, "pubsub", "2.0.0", "Listen for messages published to channels matching the given patterns"),
@@ -366,6 +371,118 @@ static SLOWLOG_SUBCOMMANDS: &[CommandSpec] = &[
         &["slow"],
         "server",
         "6.2.0",
+        "Show helpful text about the different subcommands",
+    ),
+];
+
+/// The CLUSTER subcommands shardis answers (server::commands::cluster_cmd).
+static CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..srv(
+            "cluster|info",
+            2,
+            STALE,
+            &["slow"],
+            "cluster",
+            "3.0.0",
+            "Provides info about Redis Cluster node state",
+        )
+    },
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..srv(
+            "cluster|slots",
+            2,
+            STALE,
+            &["slow"],
+            "cluster",
+            "3.0.0",
+            "Get array of Cluster slot to node mappings",
+        )
+    },
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..srv(
+            "cluster|shards",
+            2,
+            STALE,
+            &["slow"],
+            "cluster",
+            "7.0.0",
+            "Get array of cluster slots to node mappings",
+        )
+    },
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..srv(
+            "cluster|nodes",
+            2,
+            STALE,
+            &["slow"],
+            "cluster",
+            "3.0.0",
+            "Get Cluster config for the node",
+        )
+    },
+    srv(
+        "cluster|myid",
+        2,
+        STALE,
+        &["slow"],
+        "cluster",
+        "3.0.0",
+        "Return the node id",
+    ),
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..srv(
+            "cluster|myshardid",
+            2,
+            STALE,
+            &["slow"],
+            "cluster",
+            "7.2.0",
+            "Returns the shard ID of a node",
+        )
+    },
+    srv(
+        "cluster|keyslot",
+        3,
+        STALE,
+        &["slow"],
+        "cluster",
+        "3.0.0",
+        "Returns the hash slot of the specified key",
+    ),
+    srv(
+        "cluster|countkeysinslot",
+        3,
+        STALE,
+        &["slow"],
+        "cluster",
+        "3.0.0",
+        "Return the number of local keys in the specified hash slot",
+    ),
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..srv(
+            "cluster|getkeysinslot",
+            4,
+            STALE,
+            &["slow"],
+            "cluster",
+            "3.0.0",
+            "Return local key names in the specified hash slot",
+        )
+    },
+    srv(
+        "cluster|help",
+        2,
+        LOADING | STALE,
+        &["slow"],
+        "cluster",
+        "5.0.0",
         "Show helpful text about the different subcommands",
     ),
 ];

@@ -6,6 +6,15 @@
 //! entry. Access metadata (LRU clock, LFU counter) is local soft state: it is not part
 //! of a snapshot and only the leader acts on it (eviction), so it may use local
 //! randomness.
+//!
+//! Per-slot key index: every key is on an intrusive doubly linked list of its cluster
+//! slot (`proto::key_slot`), threaded through the slab positions (`slot_prev`/
+//! `slot_next` beside each entry) with a head and a count per slot, so COUNTKEYSINSLOT
+//! is O(1), GETKEYSINSLOT and slot migration walk only that slot's keys, and keeping it
+//! costs O(1) per insert and delete with no key copies. The index is derived state: it
+//! lists every key the dict holds (expired ones too until they are deleted, as Redis's
+//! per-slot dicts do), and the order of a slot's list is local (a restored replica
+//! rebuilds it in slab order), not part of the replicated state.
 
 pub mod access;
 pub mod evict;
@@ -32,7 +41,13 @@ pub struct Entry {
     /// Position in `Keyspace::volatile` while `expire_at != 0`.
     volatile_pos: u32,
     pub access: AccessMeta,
+    /// Neighbours on the key's slot list (slab positions; `NIL` at the ends).
+    slot_prev: u32,
+    slot_next: u32,
 }
+
+/// No position: the end of a slot list, or an empty slot.
+const NIL: u32 = u32::MAX;
 
 impl Entry {
     pub fn expire_at(&self) -> Option<u64> {
@@ -50,6 +65,32 @@ impl PartialEq for Entry {
     /// Replicated state only (value and TTL); access metadata is local.
     fn eq(&self, other: &Self) -> bool {
         self.value == other.value && self.expire_at == other.expire_at
+    }
+}
+
+/// Heads and counts of the per-slot key lists. Allocated with the first key (two
+/// arrays of 16384 u32, 128 KiB) and dropped when the keyspace empties, so an empty
+/// keyspace costs nothing.
+#[derive(Default, Debug)]
+struct SlotIndex {
+    head: Box<[u32]>,
+    count: Box<[u32]>,
+}
+
+impl SlotIndex {
+    fn ensure(&mut self) {
+        if self.head.is_empty() {
+            self.head = vec![NIL; proto::SLOTS as usize].into_boxed_slice();
+            self.count = vec![0; proto::SLOTS as usize].into_boxed_slice();
+        }
+    }
+
+    fn head(&self, slot: u16) -> u32 {
+        self.head.get(slot as usize).copied().unwrap_or(NIL)
+    }
+
+    fn count(&self, slot: u16) -> usize {
+        self.count.get(slot as usize).copied().unwrap_or(0) as usize
     }
 }
 
@@ -85,6 +126,7 @@ pub struct Keyspace {
     /// Changes to these keys are recorded in `dirty` for the server to act on.
     interest: HashMap<Key, usize>,
     dirty: Vec<Key>,
+    slots: SlotIndex,
 }
 
 impl Keyspace {
@@ -231,8 +273,11 @@ impl Keyspace {
                         expire_at: 0,
                         volatile_pos: 0,
                         access,
+                        slot_prev: NIL,
+                        slot_next: NIL,
                     },
                 );
+                self.link_slot(pos, proto::key_slot(key));
                 self.set_deadline(pos, expire_at.unwrap_or(0));
             }
         }
@@ -308,6 +353,7 @@ impl Keyspace {
         };
         self.dict.clear();
         self.volatile.clear();
+        self.slots = SlotIndex::default();
         for k in keys {
             self.modified(&k);
         }
@@ -315,9 +361,59 @@ impl Keyspace {
 
     fn delete_at(&mut self, pos: u32) -> Entry {
         self.set_deadline(pos, 0);
+        self.unlink_slot(pos);
         let (key, entry) = self.dict.remove_at(pos).expect("live position");
+        if self.dict.is_empty() {
+            self.slots = SlotIndex::default();
+        }
         self.modified(&key);
         entry
+    }
+
+    fn entry_at(&mut self, pos: u32) -> &mut Entry {
+        self.dict.at_mut(pos).expect("live position").1
+    }
+
+    /// Puts the entry at `pos` at the head of `slot`'s list.
+    fn link_slot(&mut self, pos: u32, slot: u16) {
+        self.slots.ensure();
+        let old = self.slots.head[slot as usize];
+        let e = self.entry_at(pos);
+        e.slot_prev = NIL;
+        e.slot_next = old;
+        if old != NIL {
+            self.entry_at(old).slot_prev = pos;
+        }
+        self.slots.head[slot as usize] = pos;
+        self.slots.count[slot as usize] += 1;
+    }
+
+    /// Takes the entry at `pos` off its slot's list.
+    fn unlink_slot(&mut self, pos: u32) {
+        let (key, e) = self.dict.at(pos).expect("live position");
+        let (prev, next) = (e.slot_prev, e.slot_next);
+        let slot = proto::key_slot(key) as usize;
+        if prev == NIL {
+            self.slots.head[slot] = next;
+        } else {
+            self.entry_at(prev).slot_next = next;
+        }
+        if next != NIL {
+            self.entry_at(next).slot_prev = prev;
+        }
+        self.slots.count[slot] -= 1;
+    }
+
+    /// Rebuilds the per-slot lists from the dict (after a snapshot load), in slab order.
+    fn rebuild_slot_index(&mut self) {
+        self.slots = SlotIndex::default();
+        // Walk positions downwards so that head insertion leaves each list in slab order.
+        for p in (0..self.dict.capacity_slots() as u32).rev() {
+            if let Some((k, _)) = self.dict.at(p) {
+                let slot = proto::key_slot(k);
+                self.link_slot(p, slot);
+            }
+        }
     }
 
     fn set_deadline(&mut self, pos: u32, at: u64) {
@@ -396,6 +492,41 @@ impl Keyspace {
         self.dict.iter()
     }
 
+    /// Number of keys in a cluster slot, expired ones not yet deleted included
+    /// (Redis's COUNTKEYSINSLOT).
+    pub fn count_in_slot(&self, slot: u16) -> usize {
+        self.slots.count(slot)
+    }
+
+    /// Up to `count` keys of a slot (GETKEYSINSLOT), in the slot list's order.
+    pub fn keys_in_slot(&self, slot: u16, count: usize) -> Vec<Key> {
+        self.iter_slot(slot)
+            .take(count)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The keys of one slot with their entries, not filtered for expiry; O(keys in the
+    /// slot). For slot migration.
+    pub fn iter_slot(&self, slot: u16) -> SlotKeys<'_> {
+        SlotKeys {
+            dict: &self.dict,
+            pos: self.slots.head(slot),
+        }
+    }
+
+    /// Resumes a walk of `key`'s slot just after `key` (a migration copying in chunks
+    /// between which writes are applied). `None` if `key` no longer exists: the walk
+    /// must restart from [`Keyspace::iter_slot`]. New keys join the head of a list, so
+    /// a resumed walk sees every key that lived through the whole walk.
+    pub fn iter_slot_after(&self, key: &[u8]) -> Option<SlotKeys<'_>> {
+        let pos = self.dict.find(key)?;
+        Some(SlotKeys {
+            dict: &self.dict,
+            pos: self.dict.at(pos)?.1.slot_next,
+        })
+    }
+
     /// A random key (not filtered for expiry), from a random number source.
     pub fn random_entry(&self, next: impl FnMut() -> u64) -> Option<(&Key, &Entry)> {
         self.dict.random_pos(next).and_then(|p| self.dict.at(p))
@@ -413,6 +544,28 @@ impl Keyspace {
     /// Replicated-state equality: same keys, values, TTLs and slab layout.
     pub fn same_state(&self, other: &Keyspace) -> bool {
         self.dict == other.dict
+    }
+}
+
+/// A walk over one slot's keys: [`Keyspace::iter_slot`].
+pub struct SlotKeys<'a> {
+    dict: &'a SlabMap<Entry>,
+    pos: u32,
+}
+
+impl<'a> Iterator for SlotKeys<'a> {
+    type Item = (&'a Key, &'a Entry);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos == NIL {
+            return None;
+        }
+        let (k, e) = self
+            .dict
+            .at(self.pos)
+            .expect("slot list names a live position");
+        self.pos = e.slot_next;
+        Some((k, e))
     }
 }
 
@@ -473,5 +626,253 @@ mod tests {
         ks.remove_interest(b"a");
         ks.remove(b"a", 0);
         assert!(ks.take_dirty().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod slot_index_tests {
+    use super::*;
+    use crate::cmd::testing::run;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    type Model = BTreeMap<u16, BTreeSet<Vec<u8>>>;
+
+    /// Keys spread over a handful of slots (hash tags) so lists get long and churn.
+    fn key(tag: u8, n: u8) -> Vec<u8> {
+        format!("{{t{tag}}}k{n}").into_bytes()
+    }
+
+    fn model_of(ks: &Keyspace) -> Model {
+        let mut m = Model::new();
+        for (k, _) in ks.iter() {
+            m.entry(proto::key_slot(k)).or_default().insert(k.to_vec());
+        }
+        m
+    }
+
+    /// The index agrees with the dict: per-slot counts, list contents, back links.
+    fn check(ks: &Keyspace, model: &Model) {
+        check_slots(ks, model, 0..proto::SLOTS);
+    }
+
+    fn check_slots(ks: &Keyspace, model: &Model, slots: impl IntoIterator<Item = u16>) {
+        let total: usize = model.values().map(|s| s.len()).sum();
+        assert_eq!(ks.len(), total);
+        let mut counted = 0;
+        for slot in slots {
+            let n = ks.count_in_slot(slot);
+            counted += n;
+            let want = model.get(&slot);
+            assert_eq!(n, want.map_or(0, |s| s.len()), "count of slot {slot}");
+            if n == 0 {
+                assert_eq!(ks.iter_slot(slot).count(), 0);
+                continue;
+            }
+            let listed: Vec<Vec<u8>> = ks.iter_slot(slot).map(|(k, _)| k.to_vec()).collect();
+            assert_eq!(listed.len(), n, "slot {slot} list length");
+            let listed: BTreeSet<Vec<u8>> = listed.into_iter().collect();
+            assert_eq!(Some(&listed), want, "keys of slot {slot}");
+            let mut prev = NIL;
+            let mut pos = ks.slots.head(slot);
+            while pos != NIL {
+                let e = ks.dict.at(pos).unwrap().1;
+                assert_eq!(e.slot_prev, prev, "back link at position {pos}");
+                prev = pos;
+                pos = e.slot_next;
+            }
+        }
+        assert_eq!(counted, total, "every key is in a slot checked");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, u8),
+        SetEx(u8, u8, u64),
+        Del(u8, u8),
+        Rename(u8, u8, u8, u8),
+        ExpireCycle(u64),
+        Evict(u8, u8),
+        Flush,
+        Snapshot,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let k = (0u8..6, 0u8..12);
+        prop_oneof![
+            6 => k.clone().prop_map(|(t, n)| Op::Set(t, n)),
+            2 => (k.clone(), 1u64..50).prop_map(|((t, n), at)| Op::SetEx(t, n, at)),
+            4 => k.clone().prop_map(|(t, n)| Op::Del(t, n)),
+            2 => (k.clone(), k.clone()).prop_map(|((a, b), (c, d))| Op::Rename(a, b, c, d)),
+            1 => (1u64..60).prop_map(Op::ExpireCycle),
+            1 => k.prop_map(|(t, n)| Op::Evict(t, n)),
+            1 => Just(Op::Flush),
+            1 => Just(Op::Snapshot),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Random sets, deletes, renames, expiries, evictions, flushes and snapshot
+        /// restores against a model of slot -> keys.
+        #[test]
+        fn slot_index_matches_a_model(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut ks = Keyspace::new();
+            let mut model = Model::new();
+            let live = |ks: &Keyspace, k: &[u8]| ks.dict.contains(k);
+            for op in ops {
+                match op {
+                    Op::Set(t, n) => {
+                        let k = key(t, n);
+                        ks.set(&k, Value::Str(b"v".to_vec()), 0);
+                        model.entry(proto::key_slot(&k)).or_default().insert(k);
+                    }
+                    Op::SetEx(t, n, at) => {
+                        let k = key(t, n);
+                        ks.set_with_expiry(&k, Value::Str(b"v".to_vec()), Some(at), 0);
+                        model.entry(proto::key_slot(&k)).or_default().insert(k);
+                    }
+                    Op::Del(t, n) => {
+                        let k = key(t, n);
+                        ks.remove(&k, 0);
+                        if let Some(s) = model.get_mut(&proto::key_slot(&k)) {
+                            s.remove(&k);
+                        }
+                    }
+                    Op::Rename(a, b, c, d) => {
+                        let (src, dst) = (key(a, b), key(c, d));
+                        let (src, dst) = (String::from_utf8(src).unwrap(), String::from_utf8(dst).unwrap());
+                        if live(&ks, src.as_bytes()) {
+                            run(&mut ks, 0, &["RENAME", &src, &dst]);
+                            model.entry(proto::key_slot(src.as_bytes())).or_default().remove(src.as_bytes());
+                            model.entry(proto::key_slot(dst.as_bytes())).or_default().insert(dst.into_bytes());
+                        }
+                    }
+                    Op::ExpireCycle(now) => {
+                        let all: Vec<Key> = ks.iter().map(|(k, _)| k.clone()).collect();
+                        ks.delete_expired(&all, now);
+                        model = model_of(&ks);
+                    }
+                    Op::Evict(t, n) => {
+                        let k = key(t, n);
+                        ks.delete_evicted(&[&k]);
+                        if let Some(s) = model.get_mut(&proto::key_slot(&k)) {
+                            s.remove(&k);
+                        }
+                    }
+                    Op::Flush => {
+                        ks.flush();
+                        model.clear();
+                    }
+                    Op::Snapshot => {
+                        let mut buf = Vec::new();
+                        snapshot::write(&ks, &mut buf).unwrap();
+                        ks.replace_with(snapshot::read(&buf[..]).unwrap());
+                    }
+                }
+                model.retain(|_, s| !s.is_empty());
+                let tags: BTreeSet<u16> = (0..6).map(|t| proto::key_slot(&key(t, 0))).collect();
+                check_slots(&ks, &model, tags);
+            }
+            check(&ks, &model);
+        }
+    }
+
+    #[test]
+    fn count_and_list_keys_of_a_slot() {
+        let mut ks = Keyspace::new();
+        assert_eq!(ks.count_in_slot(0), 0);
+        assert!(ks.keys_in_slot(0, 10).is_empty());
+        for i in 0..5 {
+            ks.set(format!("{{user1}}:{i}").as_bytes(), Value::Str(vec![]), 0);
+        }
+        ks.set(b"other", Value::Str(vec![]), 0);
+        let slot = proto::key_slot(b"user1");
+        assert_eq!(ks.count_in_slot(slot), 5);
+        assert_eq!(ks.keys_in_slot(slot, 3).len(), 3);
+        assert_eq!(ks.keys_in_slot(slot, 100).len(), 5);
+        // Expired keys are listed until deleted, as in Redis.
+        ks.set_with_expiry(b"{user1}:x", Value::Str(vec![]), Some(10), 0);
+        assert_eq!(ks.count_in_slot(slot), 6);
+        assert_eq!(ks.delete_expired(&[b"{user1}:x"], 11), 1);
+        assert_eq!(ks.count_in_slot(slot), 5);
+        ks.flush();
+        assert_eq!(ks.count_in_slot(slot), 0);
+        assert!(
+            ks.slots.head.is_empty(),
+            "an empty keyspace frees the index"
+        );
+    }
+
+    #[test]
+    fn a_walk_resumes_after_a_key_despite_writes() {
+        let mut ks = Keyspace::new();
+        for i in 0..100 {
+            ks.set(format!("{{m}}{i}").as_bytes(), Value::Str(vec![]), 0);
+        }
+        let slot = proto::key_slot(b"m");
+        let mut seen = BTreeSet::new();
+        let mut last: Option<Key> = None;
+        let mut round = 0;
+        loop {
+            let chunk: Vec<Key> = match &last {
+                None => ks.keys_in_slot(slot, 7),
+                Some(k) => ks
+                    .iter_slot_after(k)
+                    .expect("the cursor key lives")
+                    .take(7)
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            seen.extend(chunk.iter().cloned());
+            last = chunk.last().cloned();
+            // Writes between chunks: new keys and deletes of keys already copied.
+            ks.set(format!("{{m}}new{round}").as_bytes(), Value::Str(vec![]), 0);
+            ks.remove(&chunk[0], 0);
+            round += 1;
+        }
+        for i in 0..100 {
+            assert!(
+                seen.contains(format!("{{m}}{i}").as_bytes()),
+                "missed {{m}}{i}"
+            );
+        }
+        ks.remove(b"{m}5", 0);
+        assert!(
+            ks.iter_slot_after(b"{m}5").is_none(),
+            "a deleted cursor key"
+        );
+    }
+
+    #[test]
+    fn snapshot_round_trip_keeps_slot_counts() {
+        let mut ks = Keyspace::new();
+        for i in 0..2000 {
+            ks.set(format!("key:{i}").as_bytes(), Value::Str(vec![]), 0);
+        }
+        for i in (0..2000).step_by(3) {
+            ks.remove(format!("key:{i}").as_bytes(), 0);
+        }
+        let mut buf = Vec::new();
+        snapshot::write(&ks, &mut buf).unwrap();
+        let back = snapshot::read(&buf[..]).unwrap();
+        check(&back, &model_of(&ks));
+        for slot in 0..proto::SLOTS {
+            assert_eq!(back.count_in_slot(slot), ks.count_in_slot(slot));
+        }
+    }
+
+    #[test]
+    fn the_index_adds_eight_bytes_per_entry() {
+        // Two u32 links beside each entry; the heads and counts are per slot, not per key.
+        assert!(
+            std::mem::size_of::<Entry>() <= 48,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
     }
 }

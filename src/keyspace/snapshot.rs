@@ -223,6 +223,8 @@ pub fn read(r: impl Read) -> Result<Keyspace, SnapshotError> {
                 expire_at: s.expire_at,
                 volatile_pos: 0,
                 access: AccessMeta::default(),
+                slot_prev: super::NIL,
+                slot_next: super::NIL,
             };
             (Key::from(s.key), entry)
         }));
@@ -246,6 +248,7 @@ pub fn read(r: impl Read) -> Result<Keyspace, SnapshotError> {
     let mut ks = Keyspace::new();
     ks.dict = SlabMap::from_layout(slots, free);
     ks.rebuild_volatile();
+    ks.rebuild_slot_index();
     Ok(ks)
 }
 

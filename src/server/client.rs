@@ -216,6 +216,9 @@ pub struct ClientState {
     /// READONLY: reads are served from this node's state even on a follower (possibly
     /// stale), without a read index.
     pub readonly: bool,
+    /// ASKING: the next command may touch a slot this node is importing (after an
+    /// `-ASK` redirect). Lasts one command, see [`ClientState::after_command_asking`].
+    pub asking: bool,
     /// Close after writing the pending replies (QUIT, protocol error).
     pub closing: bool,
     /// CLIENT REPLY OFF.
@@ -249,6 +252,7 @@ impl ClientState {
             no_evict: false,
             no_touch: false,
             readonly: false,
+            asking: false,
             closing: false,
             reply_off: false,
             reply_skip_next: false,
@@ -280,6 +284,16 @@ impl ClientState {
 
     pub fn id(&self) -> u64 {
         self.handle.id
+    }
+
+    /// The ASKING reset hook, as Redis's resetClient: the connection calls it after
+    /// each command with the command's name. ASKING covers exactly the next command,
+    /// and stays set while a MULTI is open so that it covers the queued commands up to
+    /// and including EXEC.
+    pub fn after_command_asking(&mut self, command: &str) {
+        if command != "asking" && self.multi.is_none() {
+            self.asking = false;
+        }
     }
 
     pub fn subscriptions(&self) -> usize {

@@ -194,6 +194,7 @@ pub fn command(
         c.flush(&server.stats);
     }
     let (flow, args) = run(server, c, container, args, target);
+    c.after_command_asking(spec.name);
     // One clock read per command: its duration runs from the end of the previous
     // command in the batch (or the batch's start).
     let end = Instant::now();

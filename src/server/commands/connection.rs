@@ -150,6 +150,8 @@ pub fn reset(server: &Server, c: &mut ClientState) -> Reply {
     c.proto = Protocol::Resp2;
     c.no_evict = false;
     c.no_touch = false;
+    c.readonly = false;
+    c.asking = false;
     c.authenticated = server.config().requirepass.is_empty();
     {
         let mut i = c.handle.info.lock().unwrap();

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod client_cmd;
+pub mod cluster_cmd;
 pub mod command_cmd;
 pub mod config_cmd;
 mod connection;
@@ -46,7 +47,7 @@ pub fn run(
         "auth" => connection::auth(server, c, &args),
         "reset" => connection::reset(server, c),
         "readonly" | "readwrite" if !server.is_cluster() => {
-            Reply::error("ERR This instance has cluster support disabled")
+            error::CmdError::ClusterDisabled.reply()
         }
         "readonly" => {
             c.readonly = true;
@@ -56,6 +57,7 @@ pub fn run(
             c.readonly = false;
             Reply::ok()
         }
+        "asking" => cluster_cmd::asking(server, c),
         "multi" => transaction::multi(c),
         "exec" => return transaction::exec(server, c),
         "discard" => transaction::discard(server, c),
@@ -85,6 +87,7 @@ pub fn run(
         "shutdown" => return admin::shutdown(server, c, &args),
         n if n.starts_with("pubsub") => pubsub_cmd::pubsub(&server.pubsub, n, &args),
         n if n.starts_with("client") => client_cmd::run(server, c, n, &args),
+        n if n.starts_with("cluster") => cluster_cmd::run(server, n, &args),
         n if n.starts_with("config") => config_cmd::run(server, n, &args),
         n if n.starts_with("command") => command_cmd::run(n, &args),
         n if n.starts_with("slowlog") => {
@@ -257,5 +260,143 @@ mod tests {
         assert!(!server.is_shutting_down());
         assert_eq!(call(&server, &mut c, &["SHUTDOWN", "NOSAVE"]), vec![]);
         assert!(server.is_shutting_down());
+    }
+
+    #[test]
+    fn cluster_commands_and_asking_through_the_dispatcher() {
+        use crate::router::ClusterView;
+        use proto::map::{ClusterMap, SlotRange};
+        let server = Server::new(Config::default(), 7651);
+        let addr = "127.0.0.1:4002".parse().unwrap();
+        let mut c = ClientState::new(
+            server.clients.register(addr, addr, mpsc::channel(1).0),
+            true,
+        );
+        let disabled = vec![Reply::error(
+            "ERR This instance has cluster support disabled",
+        )];
+        // A single node answers as Redis without cluster-enabled.
+        for cmd in [
+            &["CLUSTER", "INFO"][..],
+            &["CLUSTER", "KEYSLOT", "x"],
+            &["CLUSTER", "HELP"],
+            &["ASKING"],
+        ] {
+            assert_eq!(call(&server, &mut c, cmd), disabled, "{cmd:?}");
+        }
+        assert!(!c.asking);
+        assert_eq!(
+            call(&server, &mut c, &["CLUSTER", "FOO"]),
+            vec![Reply::error(
+                "ERR unknown subcommand 'FOO'. Try CLUSTER HELP."
+            )]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["CLUSTER", "KEYSLOT"]),
+            vec![Reply::error(
+                "ERR wrong number of arguments for 'cluster|keyslot' command"
+            )]
+        );
+        // In a cluster: the view comes from the installed function.
+        let mut map = ClusterMap {
+            epoch: 1,
+            ..Default::default()
+        };
+        map.nodes.insert(
+            7,
+            proto::NodeAddr {
+                peer: "127.0.0.1:17007".into(),
+                client: "127.0.0.1:7007".into(),
+            },
+        );
+        map.shards.insert(1, vec![7]);
+        map.ranges.push(SlotRange {
+            start: 0,
+            end: 16383,
+            shard: 1,
+        });
+        let map = std::sync::Arc::new(map);
+        struct Hooks(ClusterView);
+        impl crate::server::route::ClusterHooks for Hooks {
+            fn view(&self) -> ClusterView {
+                self.0.clone()
+            }
+            fn publish(&self, _: proto::raft_msg::Publish) {}
+            fn forward(
+                &self,
+                _: u64,
+                _: Vec<Vec<Bytes>>,
+                _: bool,
+            ) -> futures_util::future::BoxFuture<
+                'static,
+                Result<Vec<Reply>, crate::server::route::ForwardError>,
+            > {
+                unreachable!("nothing is forwarded here")
+            }
+            fn hand_over(&self) -> futures_util::future::BoxFuture<'static, usize> {
+                Box::pin(async { 0 })
+            }
+        }
+        server.enter_cluster(std::sync::Arc::new(Hooks(ClusterView {
+            map: map.clone(),
+            my_id: 7,
+            leaders: [(1, Some(7))].into_iter().collect(),
+        })));
+        let shard = server.new_shard();
+        server.set_table(crate::server::route::ShardTable {
+            map,
+            hosted: [(
+                1,
+                std::sync::Arc::new(crate::server::route::Hosted {
+                    id: 1,
+                    shard: shard.clone(),
+                    replica: None,
+                }),
+            )]
+            .into_iter()
+            .collect(),
+        });
+        assert_eq!(
+            call(&server, &mut c, &["CLUSTER", "MYID"]),
+            vec![Reply::bulk(format!("{:040x}", 7))]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["CLUSTER", "KEYSLOT", "123456789"]),
+            vec![Reply::Int(12739)]
+        );
+        shard
+            .lock()
+            .ks
+            .set(b"{a}1", crate::keyspace::Value::Str(vec![]), 0);
+        assert_eq!(
+            call(&server, &mut c, &["CLUSTER", "COUNTKEYSINSLOT", "15495"]),
+            vec![Reply::Int(1)]
+        );
+        assert_eq!(
+            call(&server, &mut c, &["CLUSTER", "GETKEYSINSLOT", "15495", "5"]),
+            vec![Reply::Array(vec![Reply::bulk("{a}1")])]
+        );
+        let Reply::Verbatim("txt", text) = &call(&server, &mut c, &["CLUSTER", "INFO"])[0] else {
+            panic!("verbatim")
+        };
+        assert!(text.starts_with(b"cluster_state:ok\r\n"));
+        // ASKING lasts one command, or up to EXEC when a MULTI follows it.
+        assert_eq!(call(&server, &mut c, &["ASKING"]), vec![Reply::ok()]);
+        assert!(c.asking);
+        c.after_command_asking("asking");
+        assert!(c.asking);
+        c.after_command_asking("get");
+        assert!(!c.asking);
+        call(&server, &mut c, &["ASKING"]);
+        c.after_command_asking("asking");
+        call(&server, &mut c, &["MULTI"]);
+        c.after_command_asking("multi");
+        assert!(c.asking);
+        call(&server, &mut c, &["EXEC"]);
+        c.after_command_asking("exec");
+        assert!(!c.asking);
+        call(&server, &mut c, &["ASKING"]);
+        call(&server, &mut c, &["RESET"]);
+        assert!(!c.asking, "RESET clears ASKING");
     }
 }
