@@ -4,7 +4,7 @@
 
 use super::args::{self, Arg};
 use super::error::CmdError;
-use super::table::{flags::*, CommandSpec, Handler, Keys};
+use super::table::{flags::*, CommandSpec, Handler, KeySpec, Keys};
 use super::{ReadCtx, WriteCtx};
 use crate::keyspace::rng::Rng;
 use crate::keyspace::slab_map::{Key, SlabMap};
@@ -29,6 +29,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "insert"], 1, 0, 1)],
         group: "hash",
         since: "2.0.0",
         summary: "Set the value of a hash field, only if the field does not exist",
@@ -75,6 +76,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "delete"], 1, 0, 1)],
         group: "hash",
         since: "2.0.0",
         summary: "Delete one or more hash fields",
@@ -82,6 +84,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("hdel", -3, WRITE | FAST, Keys::ONE, Handler::Write(hdel))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
         group: "hash",
         since: "2.0.0",
         summary: "Determine if a hash field exists",
@@ -95,6 +98,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
         group: "hash",
         since: "2.0.0",
         summary: "Get the number of fields in a hash",
@@ -102,6 +106,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("hlen", 2, READONLY | FAST, Keys::ONE, Handler::Read(hlen))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
         group: "hash",
         since: "3.2.0",
         summary: "Get the length of the value of a hash field",
@@ -115,6 +120,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output_order"],
         group: "hash",
         since: "2.0.0",
         summary: "Get all the fields and values in a hash",
@@ -122,6 +128,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("hgetall", 2, READONLY, Keys::ONE, Handler::Read(hgetall))
     },
     CommandSpec {
+        tips: &["nondeterministic_output_order"],
         group: "hash",
         since: "2.0.0",
         summary: "Get all the fields in a hash",
@@ -129,6 +136,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("hkeys", 2, READONLY, Keys::ONE, Handler::Read(hkeys))
     },
     CommandSpec {
+        tips: &["nondeterministic_output_order"],
         group: "hash",
         since: "2.0.0",
         summary: "Get all the values in a hash",
@@ -136,6 +144,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("hvals", 2, READONLY, Keys::ONE, Handler::Read(hvals))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
         group: "hash",
         since: "2.0.0",
         summary: "Increment the integer value of a hash field by the given number",
@@ -149,6 +158,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
         group: "hash",
         since: "2.6.0",
         summary: "Increment the float value of a hash field by the given amount",
@@ -162,6 +172,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
         group: "hash",
         since: "6.2.0",
         summary: "Get one or multiple random fields from a hash",
@@ -175,6 +186,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
         group: "hash",
         since: "2.8.0",
         summary: "Incrementally iterate hash fields and associated values",

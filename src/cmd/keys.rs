@@ -3,7 +3,7 @@
 
 use super::args::{self, Arg};
 use super::error::{self, CmdError};
-use super::table::{flags::*, CommandSpec, Handler, Keys};
+use super::table::{flags::*, CommandSpec, Handler, KeySpec, Keys};
 use super::{ReadCtx, WriteCtx};
 use crate::keyspace::zset::ZSet;
 use crate::keyspace::{Entry, Keyspace, Value};
@@ -11,66 +11,81 @@ use crate::resp::Reply;
 
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        tips: &["request_policy:multi_shard", "response_policy:agg_sum"],
+        key_specs: &[KeySpec::range(&["RM", "delete"], 1, -1, 1)],
         since: "1.0.0",
         summary: "Delete a key",
         acl: &["keyspace", "write", "slow"],
         ..CommandSpec::new("del", -2, WRITE, Keys::ALL, Handler::Write(del))
     },
     CommandSpec {
+        tips: &["request_policy:multi_shard", "response_policy:agg_sum"],
+        key_specs: &[KeySpec::range(&["RM", "delete"], 1, -1, 1)],
         since: "4.0.0",
         summary: "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.",
         acl: &["keyspace", "write", "fast"],
         ..CommandSpec::new("unlink", -2, WRITE | FAST, Keys::ALL, Handler::Write(del))
     },
     CommandSpec {
+        tips: &["request_policy:multi_shard", "response_policy:agg_sum"],
+        key_specs: &[KeySpec::range(&["RO"], 1, -1, 1)],
         since: "1.0.0",
         summary: "Determine if a key exists",
         acl: &["keyspace", "read", "fast"],
         ..CommandSpec::new("exists", -2, READONLY | FAST, Keys::ALL, Handler::Read(exists))
     },
     CommandSpec {
+        tips: &["request_policy:multi_shard", "response_policy:agg_sum"],
+        key_specs: &[KeySpec::range(&["RO"], 1, -1, 1)],
         since: "3.2.1",
         summary: "Alters the last access time of a key(s). Returns the number of existing keys specified.",
         acl: &["keyspace", "read", "fast"],
         ..CommandSpec::new("touch", -2, READONLY | FAST, Keys::ALL, Handler::Read(touch))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
         since: "1.0.0",
         summary: "Determine the type stored at key",
         acl: &["keyspace", "read", "fast"],
         ..CommandSpec::new("type", 2, READONLY | FAST, Keys::ONE, Handler::Read(type_cmd))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1), KeySpec::range(&["OW", "update"], 2, 0, 1)],
         since: "1.0.0",
         summary: "Rename a key",
         acl: &["keyspace", "write", "slow"],
         ..CommandSpec::new("rename", 3, WRITE, Keys::TWO, Handler::Write(rename))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1), KeySpec::range(&["OW", "insert"], 2, 0, 1)],
         since: "1.0.0",
         summary: "Rename a key, only if the new key does not exist",
         acl: &["keyspace", "write", "fast"],
         ..CommandSpec::new("renamenx", 3, WRITE | FAST, Keys::TWO, Handler::Write(renamenx))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO", "access"], 1, 0, 1), KeySpec::range(&["OW", "update"], 2, 0, 1)],
         since: "6.2.0",
         summary: "Copy a key",
         acl: &["keyspace", "write", "slow"],
         ..CommandSpec::new("copy", -3, WRITE | DENYOOM, Keys::TWO, Handler::Write(copy))
     },
     CommandSpec {
+        tips: &["request_policy:all_shards", "nondeterministic_output_order"],
         since: "1.0.0",
         summary: "Find all keys matching the given pattern",
         acl: &["keyspace", "read", "slow", "dangerous"],
         ..CommandSpec::new("keys", 2, READONLY, Keys::NONE, Handler::Read(keys))
     },
     CommandSpec {
+        tips: &["nondeterministic_output", "request_policy:special"],
         since: "2.8.0",
         summary: "Incrementally iterate the keys space",
         acl: &["keyspace", "read", "slow"],
         ..CommandSpec::new("scan", -2, READONLY, Keys::NONE, Handler::Read(scan))
     },
     CommandSpec {
+        tips: &["request_policy:all_shards", "nondeterministic_output"],
         since: "1.0.0",
         summary: "Return a random key from the keyspace",
         acl: &["keyspace", "read", "slow"],
@@ -101,12 +116,14 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("pexpireat", -3, WRITE | FAST, Keys::ONE, Handler::Write(pexpireat))
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
         since: "1.0.0",
         summary: "Get the time to live for a key in seconds",
         acl: &["keyspace", "read", "fast"],
         ..CommandSpec::new("ttl", 2, READONLY | FAST, Keys::ONE, Handler::Read(ttl))
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
         since: "2.6.0",
         summary: "Get the time to live for a key in milliseconds",
         acl: &["keyspace", "read", "fast"],
@@ -131,6 +148,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("persist", 2, WRITE | FAST, Keys::ONE, Handler::Write(persist))
     },
     CommandSpec {
+        tips: &["request_policy:all_shards", "response_policy:agg_sum"],
         group: "server",
         since: "1.0.0",
         summary: "Return the number of keys in the selected database",
@@ -138,6 +156,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("dbsize", 1, READONLY | FAST, Keys::NONE, Handler::Read(dbsize))
     },
     CommandSpec {
+        tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
         group: "server",
         since: "1.0.0",
         summary: "Remove all keys from the current database",
@@ -145,6 +164,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("flushdb", -1, WRITE, Keys::NONE, Handler::Write(flush))
     },
     CommandSpec {
+        tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
         group: "server",
         since: "1.0.0",
         summary: "Remove all keys from all databases",
@@ -172,6 +192,8 @@ const OBJECT_KEY: Keys = Keys::range(2, 2, 1);
 
 const OBJECT_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        tips: &["nondeterministic_output"],
+        key_specs: &[KeySpec::range(&["RO"], 2, 0, 1)],
         since: "2.2.3",
         summary: "Inspect the internal encoding of a Redis object",
         acl: &["keyspace", "read", "slow"],
@@ -184,6 +206,8 @@ const OBJECT_SUBCOMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
+        key_specs: &[KeySpec::range(&["RO"], 2, 0, 1)],
         since: "4.0.0",
         summary: "Get the logarithmic access frequency counter of a Redis object",
         acl: &["keyspace", "read", "slow"],
@@ -196,6 +220,8 @@ const OBJECT_SUBCOMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
+        key_specs: &[KeySpec::range(&["RO"], 2, 0, 1)],
         since: "2.2.3",
         summary: "Get the time since a Redis object was last accessed",
         acl: &["keyspace", "read", "slow"],
@@ -208,6 +234,8 @@ const OBJECT_SUBCOMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
+        key_specs: &[KeySpec::range(&["RO"], 2, 0, 1)],
         since: "2.2.3",
         summary: "Get the number of references to the value of the key",
         acl: &["keyspace", "read", "slow"],
@@ -235,6 +263,7 @@ const OBJECT_SUBCOMMANDS: &[CommandSpec] = &[
 
 const MEMORY_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 2, 0, 1)],
         group: "server",
         since: "4.0.0",
         summary: "Estimate the memory usage of a key",

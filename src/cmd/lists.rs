@@ -8,7 +8,7 @@
 
 use super::args::{self, Arg};
 use super::error::CmdError;
-use super::table::{flags::*, CommandSpec, Handler, Keys};
+use super::table::{flags::*, CommandSpec, Handler, KeySpec, Keys};
 use super::{ReadCtx, WriteCtx};
 use crate::keyspace::{Keyspace, Value};
 use crate::resp::Reply;
@@ -40,7 +40,9 @@ const fn spec(
 }
 
 pub static COMMANDS: &[CommandSpec] = &[
-    spec(
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "insert"], 1, 0, 1)],
+        ..spec(
         "lpush",
         -3,
         WRITE | DENYOOM | FAST,
@@ -49,8 +51,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         "Prepend one or multiple elements to a list",
         Handler::Write(lpush),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "insert"], 1, 0, 1)],
+        ..spec(
         "rpush",
         -3,
         WRITE | DENYOOM | FAST,
@@ -59,8 +64,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         "Append one or multiple elements to a list",
         Handler::Write(rpush),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "insert"], 1, 0, 1)],
+        ..spec(
         "lpushx",
         -3,
         WRITE | DENYOOM | FAST,
@@ -69,8 +77,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "2.2.0",
         "Prepend an element to a list, only if the list exists",
         Handler::Write(lpushx),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "insert"], 1, 0, 1)],
+        ..spec(
         "rpushx",
         -3,
         WRITE | DENYOOM | FAST,
@@ -79,8 +90,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "2.2.0",
         "Append an element to a list, only if the list exists",
         Handler::Write(rpushx),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1)],
+        ..spec(
         "lpop",
         -2,
         WRITE | FAST,
@@ -89,8 +103,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         "Remove and get the first elements in a list",
         Handler::Write(lpop),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1)],
+        ..spec(
         "rpop",
         -2,
         WRITE | FAST,
@@ -99,8 +116,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         "Remove and get the last elements in a list",
         Handler::Write(rpop),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
+        ..spec(
         "llen",
         2,
         READONLY | FAST,
@@ -109,7 +129,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         "Get the length of a list",
         Handler::Read(llen),
-    ),
+    )
+    },
     spec(
         "lrange",
         4,
@@ -140,7 +161,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Set the value of an element in a list by its index",
         Handler::Write(lset),
     ),
-    spec(
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "insert"], 1, 0, 1)],
+        ..spec(
         "linsert",
         5,
         WRITE | DENYOOM,
@@ -149,8 +172,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "2.2.0",
         "Insert an element before or after another element in a list",
         Handler::Write(linsert),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "delete"], 1, 0, 1)],
+        ..spec(
         "lrem",
         4,
         WRITE,
@@ -159,8 +185,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         "Remove elements from a list",
         Handler::Write(lrem),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "delete"], 1, 0, 1)],
+        ..spec(
         "ltrim",
         4,
         WRITE,
@@ -169,7 +198,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         "Trim a list to the specified range",
         Handler::Write(ltrim),
-    ),
+    )
+    },
     spec(
         "lpos",
         -3,
@@ -180,7 +210,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Return the index of matching elements on a list",
         Handler::Read(lpos),
     ),
-    spec(
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1), KeySpec::range(&["RW", "insert"], 2, 0, 1)],
+        ..spec(
         "lmove",
         5,
         WRITE | DENYOOM,
@@ -189,8 +221,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "6.2.0",
         "Pop an element from a list, push it to another list and return it",
         Handler::Write(lmove),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1), KeySpec::range(&["RW", "insert"], 2, 0, 1)],
+        ..spec(
         "rpoplpush",
         3,
         WRITE | DENYOOM,
@@ -199,8 +234,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "1.2.0",
         "Remove the last element in a list, prepend it to another list and return it",
         Handler::Write(rpoplpush),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RW", "access", "delete"], 1)],
+        ..spec(
         "lmpop",
         -4,
         WRITE | MOVABLE_KEYS,
@@ -209,8 +247,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "7.0.0",
         "Pop elements from a list",
         Handler::Write(lmpop),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, -2, 1)],
+        ..spec(
         "blpop",
         -3,
         WRITE | NOSCRIPT | BLOCKING,
@@ -219,8 +260,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "2.0.0",
         "Remove and get the first element in a list, or block until one is available",
         Handler::Write(blpop),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, -2, 1)],
+        ..spec(
         "brpop",
         -3,
         WRITE | NOSCRIPT | BLOCKING,
@@ -229,8 +273,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "2.0.0",
         "Remove and get the last element in a list, or block until one is available",
         Handler::Write(brpop),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1), KeySpec::range(&["RW", "insert"], 2, 0, 1)],
+        ..spec(
         "blmove",
         6,
         WRITE | DENYOOM | NOSCRIPT | BLOCKING,
@@ -239,8 +286,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "6.2.0",
         "Pop an element from a list, push it to another list and return it; or block until one is available",
         Handler::Write(blmove),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1), KeySpec::range(&["RW", "insert"], 2, 0, 1)],
+        ..spec(
         "brpoplpush",
         4,
         WRITE | DENYOOM | NOSCRIPT | BLOCKING,
@@ -249,8 +299,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         "2.2.0",
         "Pop an element from a list, push it to another list and return it; or block until one is available",
         Handler::Write(brpoplpush),
-    ),
-    spec(
+    )
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RW", "access", "delete"], 2)],
+        ..spec(
         "blmpop",
         -5,
         WRITE | BLOCKING | MOVABLE_KEYS,
@@ -259,7 +312,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         "7.0.0",
         "Pop elements from a list, or block until one is available",
         Handler::Write(blmpop),
-    ),
+    )
+    },
 ];
 
 /// Which end of a list an operation works on.

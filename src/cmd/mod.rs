@@ -31,7 +31,7 @@ use error::CmdError;
 use proto::{Op, WriteEntry};
 use std::collections::HashMap;
 use std::sync::OnceLock;
-pub use table::{flags, CommandSpec, Handler, Keys};
+pub use table::{flags, BeginSearch, CommandSpec, FindKeys, Handler, KeySpec, Keys};
 
 /// Context of a read: the serving replica's clock and local randomness.
 pub struct ReadCtx {

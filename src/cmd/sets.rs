@@ -7,7 +7,7 @@
 use super::args::{self, Arg};
 use super::error::CmdError;
 use super::hashes::{parse_cursor, random_count, random_positions, scan_reply, ScanOptions};
-use super::table::{flags::*, CommandSpec, Handler, Keys};
+use super::table::{flags::*, CommandSpec, Handler, KeySpec, Keys};
 use super::{ReadCtx, WriteCtx};
 use crate::keyspace::slab_map::SlabMap;
 use crate::keyspace::{Keyspace, Value};
@@ -17,6 +17,7 @@ type Set = SlabMap<()>;
 
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "insert"], 1, 0, 1)],
         group: "set",
         since: "1.0.0",
         summary: "Add one or more members to a set",
@@ -30,6 +31,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "delete"], 1, 0, 1)],
         group: "set",
         since: "1.0.0",
         summary: "Remove one or more members from a set",
@@ -37,6 +39,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("srem", -3, WRITE | FAST, Keys::ONE, Handler::Write(srem))
     },
     CommandSpec {
+        tips: &["nondeterministic_output_order"],
         group: "set",
         since: "1.0.0",
         summary: "Get all the members in a set",
@@ -44,6 +47,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("smembers", 2, READONLY, Keys::ONE, Handler::Read(smembers))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
         group: "set",
         since: "1.0.0",
         summary: "Determine if a given value is a member of a set",
@@ -70,6 +74,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
         group: "set",
         since: "1.0.0",
         summary: "Get the number of members in a set",
@@ -77,6 +82,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("scard", 2, READONLY | FAST, Keys::ONE, Handler::Read(scard))
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1)],
         group: "set",
         since: "1.0.0",
         summary: "Remove and return one or multiple random members from a set",
@@ -84,6 +91,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("spop", -2, WRITE | FAST, Keys::ONE, Handler::Write(spop))
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
         group: "set",
         since: "1.0.0",
         summary: "Get one or multiple random members from a set",
@@ -97,6 +105,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[
+            KeySpec::range(&["RW", "access", "delete"], 1, 0, 1),
+            KeySpec::range(&["RW", "insert"], 2, 0, 1),
+        ],
         group: "set",
         since: "1.0.0",
         summary: "Move a member from one set to another",
@@ -104,6 +116,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("smove", 4, WRITE | FAST, Keys::TWO, Handler::Write(smove))
     },
     CommandSpec {
+        tips: &["nondeterministic_output_order"],
         group: "set",
         since: "1.0.0",
         summary: "Intersect multiple sets",
@@ -111,6 +124,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("sinter", -2, READONLY, Keys::ALL, Handler::Read(sinter))
     },
     CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RO", "access"], 1)],
         group: "set",
         since: "7.0.0",
         summary: "Intersect multiple sets and return the cardinality of the result",
@@ -124,6 +138,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[
+            KeySpec::range(&["RW", "update"], 1, 0, 1),
+            KeySpec::range(&["RO", "access"], 2, -1, 1),
+        ],
         group: "set",
         since: "1.0.0",
         summary: "Intersect multiple sets and store the resulting set in a key",
@@ -137,6 +155,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output_order"],
         group: "set",
         since: "1.0.0",
         summary: "Add multiple sets",
@@ -144,6 +163,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("sunion", -2, READONLY, Keys::ALL, Handler::Read(sunion))
     },
     CommandSpec {
+        key_specs: &[
+            KeySpec::range(&["OW", "update"], 1, 0, 1),
+            KeySpec::range(&["RO", "access"], 2, -1, 1),
+        ],
         group: "set",
         since: "1.0.0",
         summary: "Add multiple sets and store the resulting set in a key",
@@ -157,6 +180,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output_order"],
         group: "set",
         since: "1.0.0",
         summary: "Subtract multiple sets",
@@ -164,6 +188,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("sdiff", -2, READONLY, Keys::ALL, Handler::Read(sdiff))
     },
     CommandSpec {
+        key_specs: &[
+            KeySpec::range(&["OW", "update"], 1, 0, 1),
+            KeySpec::range(&["RO", "access"], 2, -1, 1),
+        ],
         group: "set",
         since: "1.0.0",
         summary: "Subtract multiple sets and store the resulting set in a key",
@@ -177,6 +205,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["nondeterministic_output"],
         group: "set",
         since: "2.8.0",
         summary: "Incrementally iterate Set elements",

@@ -2,7 +2,7 @@
 
 use super::args::{self, Arg};
 use super::error::CmdError;
-use super::table::{flags::*, CommandSpec, Handler, Keys};
+use super::table::{flags::*, CommandSpec, Handler, KeySpec, Keys};
 use super::{ReadCtx, WriteCtx};
 use crate::keyspace::float::{incr_long_double, IncrFloatError};
 use crate::keyspace::value::parse_strict_i64;
@@ -18,6 +18,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("get", 2, READONLY | FAST, Keys::ONE, Handler::Read(get))
     },
     CommandSpec {
+        key_specs: &[
+            KeySpec::range(&["RW", "access", "update", "variable_flags"], 1, 0, 1)
+                .with_notes("RW and ACCESS due to the optional `GET` argument"),
+        ],
         group: "string",
         since: "1.0.0",
         summary: "Set the string value of a key",
@@ -25,6 +29,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("set", -3, WRITE | DENYOOM, Keys::ONE, Handler::Write(set))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["OW", "insert"], 1, 0, 1)],
         group: "string",
         since: "1.0.0",
         summary: "Set the value of a key, only if the key does not exist",
@@ -38,6 +43,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["OW", "update"], 1, 0, 1)],
         group: "string",
         since: "2.0.0",
         summary: "Set the value and expiration of a key",
@@ -51,6 +57,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["OW", "update"], 1, 0, 1)],
         group: "string",
         since: "2.6.0",
         summary: "Set the value and expiration in milliseconds of a key",
@@ -64,6 +71,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["request_policy:multi_shard"],
         group: "string",
         since: "1.0.0",
         summary: "Get the values of all the given keys",
@@ -71,6 +79,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("mget", -2, READONLY | FAST, Keys::ALL, Handler::Read(mget))
     },
     CommandSpec {
+        tips: &[
+            "request_policy:multi_shard",
+            "response_policy:all_succeeded",
+        ],
+        key_specs: &[KeySpec::range(&["OW", "update"], 1, -1, 2)],
         group: "string",
         since: "1.0.1",
         summary: "Set multiple keys to multiple values",
@@ -84,6 +97,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        tips: &["request_policy:multi_shard", "response_policy:agg_min"],
+        key_specs: &[KeySpec::range(&["OW", "insert"], 1, -1, 2)],
         group: "string",
         since: "1.0.1",
         summary: "Set multiple keys to multiple values, only if none of the keys exist",
@@ -97,6 +112,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
         group: "string",
         since: "1.0.0",
         summary: "Set the string value of a key and return its old value",
@@ -110,6 +126,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1)],
         group: "string",
         since: "6.2.0",
         summary: "Get the value of a key and delete the key",
@@ -117,6 +134,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("getdel", 2, WRITE | FAST, Keys::ONE, Handler::Write(getdel))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)
+            .with_notes("RW and UPDATE because it changes the TTL")],
         group: "string",
         since: "6.2.0",
         summary: "Get the value of a key and optionally set its expiration",
@@ -124,6 +143,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..CommandSpec::new("getex", -2, WRITE | FAST, Keys::ONE, Handler::Write(getex))
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "insert"], 1, 0, 1)],
         group: "string",
         since: "2.0.0",
         summary: "Append a value to a key",
@@ -137,6 +157,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
         group: "string",
         since: "2.2.0",
         summary: "Get the length of the value stored in a key",
@@ -150,6 +171,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
         group: "string",
         since: "1.0.0",
         summary: "Increment the integer value of a key by one",
@@ -163,6 +185,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
         group: "string",
         since: "1.0.0",
         summary: "Decrement the integer value of a key by one",
@@ -176,6 +199,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
         group: "string",
         since: "1.0.0",
         summary: "Increment the integer value of a key by the given amount",
@@ -189,6 +213,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
         group: "string",
         since: "1.0.0",
         summary: "Decrement the integer value of a key by the given number",
@@ -202,6 +227,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         )
     },
     CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
         group: "string",
         since: "2.6.0",
         summary: "Increment the float value of a key by the given amount",

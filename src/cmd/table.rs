@@ -126,6 +126,89 @@ impl Keys {
     }
 }
 
+/// Where a key spec starts looking for keys (Redis 7 `begin_search`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BeginSearch {
+    /// At a fixed argument index.
+    Index(i32),
+    /// After the first (`startfrom` > 0) or last (< 0) occurrence of `keyword`.
+    Keyword {
+        keyword: &'static str,
+        startfrom: i32,
+    },
+    Unknown,
+}
+
+/// How a key spec finds keys from where it began (Redis 7 `find_keys`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FindKeys {
+    /// `lastkey` relative to the begin index (negative: from the end), every
+    /// `keystep`; `limit` > 1 divides the remaining arguments.
+    Range {
+        lastkey: i32,
+        keystep: i32,
+        limit: i32,
+    },
+    /// A count of keys at `keynumidx`, keys from `firstkey`, every `keystep`
+    /// (all relative to the begin index).
+    Keynum {
+        keynumidx: i32,
+        firstkey: i32,
+        keystep: i32,
+    },
+    Unknown,
+}
+
+/// One Redis 7 key spec as COMMAND INFO reports it (cluster clients route by these).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KeySpec {
+    /// Redis's note on the spec; empty for none.
+    pub notes: &'static str,
+    /// `RO`, `RW`, `OW`, `RM`, `access`, `update`, `insert`, `delete`, ...
+    pub flags: &'static [&'static str],
+    pub begin: BeginSearch,
+    pub find: FindKeys,
+}
+
+impl KeySpec {
+    /// Keys at index `index` through `lastkey` (relative), every `keystep`.
+    pub const fn range(
+        flags: &'static [&'static str],
+        index: i32,
+        lastkey: i32,
+        keystep: i32,
+    ) -> KeySpec {
+        KeySpec {
+            notes: "",
+            flags,
+            begin: BeginSearch::Index(index),
+            find: FindKeys::Range {
+                lastkey,
+                keystep,
+                limit: 0,
+            },
+        }
+    }
+
+    /// A key count at `index`, then the keys.
+    pub const fn keynum(flags: &'static [&'static str], index: i32) -> KeySpec {
+        KeySpec {
+            notes: "",
+            flags,
+            begin: BeginSearch::Index(index),
+            find: FindKeys::Keynum {
+                keynumidx: 0,
+                firstkey: 1,
+                keystep: 1,
+            },
+        }
+    }
+
+    pub const fn with_notes(self, notes: &'static str) -> KeySpec {
+        KeySpec { notes, ..self }
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct CommandSpec {
     /// Lowercase name (for subcommands: `config|get`).
@@ -147,6 +230,9 @@ pub struct CommandSpec {
     /// Key-spec flags for COMMAND INFO (`RO`, `RW`, `OW`, `RM`, `access`, `update`,
     /// `insert`, `delete`, `not_key`); empty: derived from the command's flags.
     pub key_flags: &'static [&'static str],
+    /// Redis 7's key specs, when they are not the one range spec derived from `keys`
+    /// and `key_flags` (several specs, keynum specs, notes).
+    pub key_specs: &'static [KeySpec],
 }
 
 impl CommandSpec {
@@ -172,6 +258,7 @@ impl CommandSpec {
             subcommands: &[],
             tips: &[],
             key_flags: &[],
+            key_specs: &[],
         }
     }
 

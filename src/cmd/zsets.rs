@@ -9,7 +9,7 @@
 
 use super::args::{self, Arg};
 use super::error::CmdError;
-use super::table::{flags::*, CommandSpec, Handler, Keys};
+use super::table::{flags::*, CommandSpec, Handler, KeySpec, Keys};
 use super::{ReadCtx, WriteCtx};
 use crate::keyspace::float::{format_double, parse_double};
 use crate::keyspace::slab_map::{Key, SlabMap};
@@ -53,12 +53,21 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("zadd", -4, WRITE | DENYOOM | FAST, Keys::ONE, W_FAST, "1.2.0",
         "Add one or more members to a sorted set, or update its score if it already exists",
         Handler::Write(zadd)),
-    spec("zincrby", 4, WRITE | DENYOOM | FAST, Keys::ONE, W_FAST, "1.2.0",
-        "Increment the score of a member in a sorted set", Handler::Write(zincrby)),
-    spec("zrem", -3, WRITE | FAST, Keys::ONE, W_FAST, "1.2.0",
-        "Remove one or more members from a sorted set", Handler::Write(zrem)),
-    spec("zcard", 2, READONLY | FAST, Keys::ONE, R_FAST, "1.2.0",
-        "Get the number of members in a sorted set", Handler::Read(zcard)),
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "update"], 1, 0, 1)],
+        ..spec("zincrby", 4, WRITE | DENYOOM | FAST, Keys::ONE, W_FAST, "1.2.0",
+        "Increment the score of a member in a sorted set", Handler::Write(zincrby))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "delete"], 1, 0, 1)],
+        ..spec("zrem", -3, WRITE | FAST, Keys::ONE, W_FAST, "1.2.0",
+        "Remove one or more members from a sorted set", Handler::Write(zrem))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RO"], 1, 0, 1)],
+        ..spec("zcard", 2, READONLY | FAST, Keys::ONE, R_FAST, "1.2.0",
+        "Get the number of members in a sorted set", Handler::Read(zcard))
+    },
     spec("zscore", 3, READONLY | FAST, Keys::ONE, R_FAST, "1.2.0",
         "Get the score associated with the given member in a sorted set", Handler::Read(zscore)),
     spec("zmscore", -3, READONLY | FAST, Keys::ONE, R_FAST, "6.2.0",
@@ -71,8 +80,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         Handler::Read(zrevrank)),
     spec("zrange", -4, READONLY, Keys::ONE, R_SLOW, "1.2.0",
         "Return a range of members in a sorted set", Handler::Read(zrange)),
-    spec("zrangestore", -5, WRITE | DENYOOM, Keys::TWO, W_SLOW, "6.2.0",
-        "Store a range of members from sorted set into another key", Handler::Write(zrangestore)),
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["OW", "update"], 1, 0, 1), KeySpec::range(&["RO", "access"], 2, 0, 1)],
+        ..spec("zrangestore", -5, WRITE | DENYOOM, Keys::TWO, W_SLOW, "6.2.0",
+        "Store a range of members from sorted set into another key", Handler::Write(zrangestore))
+    },
     spec("zrevrange", -4, READONLY, Keys::ONE, R_SLOW, "1.2.0",
         "Return a range of members in a sorted set, by index, with scores ordered from high to low",
         Handler::Read(zrevrange)),
@@ -93,60 +105,114 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("zlexcount", 4, READONLY | FAST, Keys::ONE, R_FAST, "2.8.9",
         "Count the number of members in a sorted set between a given lexicographical range",
         Handler::Read(zlexcount)),
-    spec("zpopmin", -2, WRITE | FAST, Keys::ONE, W_FAST, "5.0.0",
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1)],
+        ..spec("zpopmin", -2, WRITE | FAST, Keys::ONE, W_FAST, "5.0.0",
         "Remove and return members with the lowest scores in a sorted set",
-        Handler::Write(zpopmin)),
-    spec("zpopmax", -2, WRITE | FAST, Keys::ONE, W_FAST, "5.0.0",
+        Handler::Write(zpopmin))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, 0, 1)],
+        ..spec("zpopmax", -2, WRITE | FAST, Keys::ONE, W_FAST, "5.0.0",
         "Remove and return members with the highest scores in a sorted set",
-        Handler::Write(zpopmax)),
-    spec("zmpop", -4, WRITE | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1), W_SLOW,
-        "7.0.0", "Remove and return members with scores in a sorted set", Handler::Write(zmpop)),
-    spec("zremrangebyrank", 4, WRITE, Keys::ONE, W_SLOW, "2.0.0",
+        Handler::Write(zpopmax))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RW", "access", "delete"], 1)],
+        ..spec("zmpop", -4, WRITE | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1), W_SLOW,
+        "7.0.0", "Remove and return members with scores in a sorted set", Handler::Write(zmpop))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "delete"], 1, 0, 1)],
+        ..spec("zremrangebyrank", 4, WRITE, Keys::ONE, W_SLOW, "2.0.0",
         "Remove all members in a sorted set within the given indexes",
-        Handler::Write(zremrangebyrank)),
-    spec("zremrangebyscore", 4, WRITE, Keys::ONE, W_SLOW, "1.2.0",
+        Handler::Write(zremrangebyrank))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "delete"], 1, 0, 1)],
+        ..spec("zremrangebyscore", 4, WRITE, Keys::ONE, W_SLOW, "1.2.0",
         "Remove all members in a sorted set within the given scores",
-        Handler::Write(zremrangebyscore)),
-    spec("zremrangebylex", 4, WRITE, Keys::ONE, W_SLOW, "2.8.9",
+        Handler::Write(zremrangebyscore))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "delete"], 1, 0, 1)],
+        ..spec("zremrangebylex", 4, WRITE, Keys::ONE, W_SLOW, "2.8.9",
         "Remove all members in a sorted set between the given lexicographical range",
-        Handler::Write(zremrangebylex)),
-    spec("zunion", -3, READONLY | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1),
-        R_SLOW, "6.2.0", "Add multiple sorted sets", Handler::Read(zunion)),
-    spec("zinter", -3, READONLY | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1),
-        R_SLOW, "6.2.0", "Intersect multiple sorted sets", Handler::Read(zinter)),
-    spec("zintercard", -3, READONLY | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1),
+        Handler::Write(zremrangebylex))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RO", "access"], 1)],
+        ..spec("zunion", -3, READONLY | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1),
+        R_SLOW, "6.2.0", "Add multiple sorted sets", Handler::Read(zunion))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RO", "access"], 1)],
+        ..spec("zinter", -3, READONLY | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1),
+        R_SLOW, "6.2.0", "Intersect multiple sorted sets", Handler::Read(zinter))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RO", "access"], 1)],
+        ..spec("zintercard", -3, READONLY | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1),
         R_SLOW, "7.0.0", "Intersect multiple sorted sets and return the cardinality of the result",
-        Handler::Read(zintercard)),
-    spec("zdiff", -3, READONLY | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1),
-        R_SLOW, "6.2.0", "Subtract multiple sorted sets", Handler::Read(zdiff)),
-    spec("zunionstore", -4, WRITE | DENYOOM | MOVABLE_KEYS, Keys::movable(1, 1, 1, keys_store),
+        Handler::Read(zintercard))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RO", "access"], 1)],
+        ..spec("zdiff", -3, READONLY | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_1),
+        R_SLOW, "6.2.0", "Subtract multiple sorted sets", Handler::Read(zdiff))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["OW", "update"], 1, 0, 1), KeySpec::keynum(&["RO", "access"], 2)],
+        ..spec("zunionstore", -4, WRITE | DENYOOM | MOVABLE_KEYS, Keys::movable(1, 1, 1, keys_store),
         W_SLOW, "2.0.0",
         "Add multiple sorted sets and store the resulting sorted set in a new key",
-        Handler::Write(zunionstore)),
-    spec("zinterstore", -4, WRITE | DENYOOM | MOVABLE_KEYS, Keys::movable(1, 1, 1, keys_store),
+        Handler::Write(zunionstore))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["OW", "update"], 1, 0, 1), KeySpec::keynum(&["RO", "access"], 2)],
+        ..spec("zinterstore", -4, WRITE | DENYOOM | MOVABLE_KEYS, Keys::movable(1, 1, 1, keys_store),
         W_SLOW, "2.0.0",
         "Intersect multiple sorted sets and store the resulting sorted set in a new key",
-        Handler::Write(zinterstore)),
-    spec("zdiffstore", -4, WRITE | DENYOOM | MOVABLE_KEYS, Keys::movable(1, 1, 1, keys_store),
+        Handler::Write(zinterstore))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["OW", "update"], 1, 0, 1), KeySpec::keynum(&["RO", "access"], 2)],
+        ..spec("zdiffstore", -4, WRITE | DENYOOM | MOVABLE_KEYS, Keys::movable(1, 1, 1, keys_store),
         W_SLOW, "6.2.0",
         "Subtract multiple sorted sets and store the resulting sorted set in a new key",
-        Handler::Write(zdiffstore)),
-    spec("zrandmember", -2, READONLY, Keys::ONE, R_SLOW, "6.2.0",
-        "Get one or multiple random elements from a sorted set", Handler::Read(zrandmember)),
-    spec("zscan", -3, READONLY, Keys::ONE, R_SLOW, "2.8.0",
-        "Incrementally iterate sorted sets elements and associated scores", Handler::Read(zscan)),
-    spec("bzpopmin", -3, WRITE | NOSCRIPT | BLOCKING | FAST, Keys::range(1, -2, 1), B_FAST,
+        Handler::Write(zdiffstore))
+    },
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..spec("zrandmember", -2, READONLY, Keys::ONE, R_SLOW, "6.2.0",
+        "Get one or multiple random elements from a sorted set", Handler::Read(zrandmember))
+    },
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..spec("zscan", -3, READONLY, Keys::ONE, R_SLOW, "2.8.0",
+        "Incrementally iterate sorted sets elements and associated scores", Handler::Read(zscan))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, -2, 1)],
+        ..spec("bzpopmin", -3, WRITE | NOSCRIPT | BLOCKING | FAST, Keys::range(1, -2, 1), B_FAST,
         "5.0.0",
         "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available",
-        Handler::Write(bzpopmin)),
-    spec("bzpopmax", -3, WRITE | NOSCRIPT | BLOCKING | FAST, Keys::range(1, -2, 1), B_FAST,
+        Handler::Write(bzpopmin))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::range(&["RW", "access", "delete"], 1, -2, 1)],
+        ..spec("bzpopmax", -3, WRITE | NOSCRIPT | BLOCKING | FAST, Keys::range(1, -2, 1), B_FAST,
         "5.0.0",
         "Remove and return the member with the highest score from one or more sorted sets, or block until one is available",
-        Handler::Write(bzpopmax)),
-    spec("bzmpop", -5, WRITE | BLOCKING | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_2),
+        Handler::Write(bzpopmax))
+    },
+    CommandSpec {
+        key_specs: &[KeySpec::keynum(&["RW", "access", "delete"], 2)],
+        ..spec("bzmpop", -5, WRITE | BLOCKING | MOVABLE_KEYS, Keys::movable(0, 0, 0, keys_numkeys_at_2),
         B_SLOW, "7.0.0",
         "Remove and return members with scores in a sorted set or block until one is available",
-        Handler::Write(bzmpop)),
+        Handler::Write(bzmpop))
+    },
 ];
 
 // ---- key positions of the numkeys commands ----

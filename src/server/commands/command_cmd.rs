@@ -5,7 +5,7 @@
 
 use crate::cmd::args::{self, glob_match};
 use crate::cmd::error::{self, CmdError};
-use crate::cmd::{self, flags, CommandSpec};
+use crate::cmd::{self, flags, BeginSearch, CommandSpec, FindKeys, KeySpec};
 use crate::resp::Reply;
 use bytes::Bytes;
 
@@ -46,9 +46,10 @@ pub fn run(sub: &str, a: &[Bytes]) -> Reply {
             Ok((spec, keys)) => Reply::Array(
                 keys.into_iter()
                     .map(|i| {
+                        let flags = flags_at(spec, &a[2..], i);
                         Reply::Array(vec![
                             Reply::Bulk(a[2 + i].clone()),
-                            Reply::Set(key_flags(spec).iter().map(|f| Reply::simple(f)).collect()),
+                            Reply::Set(flags.iter().map(|f| Reply::simple(f)).collect()),
                         ])
                     })
                     .collect(),
@@ -122,51 +123,105 @@ fn map(pairs: Vec<(&'static str, Reply)>) -> Reply {
     )
 }
 
-/// Redis 7 key specs from the legacy triple: one range spec, or an `unknown` spec
-/// for movable keys without a triple.
-fn key_specs(c: &CommandSpec) -> Vec<Reply> {
+/// The command's Redis 7 key specs: its own, else one range spec from the legacy
+/// triple, or an `unknown` spec for movable keys without a triple.
+fn specs_of(c: &CommandSpec) -> Vec<KeySpec> {
+    if !c.key_specs.is_empty() {
+        return c.key_specs.to_vec();
+    }
     let k = &c.keys;
     if k.first > 0 && k.step > 0 {
         let lastkey = if k.last < 0 { k.last } else { k.last - k.first };
-        return vec![map(vec![
-            ("flags", simple_set(key_flags(c).iter().copied())),
-            (
-                "begin_search",
-                map(vec![
-                    ("type", Reply::bulk("index")),
-                    ("spec", map(vec![("index", Reply::Int(k.first as i64))])),
-                ]),
-            ),
-            (
-                "find_keys",
-                map(vec![
-                    ("type", Reply::bulk("range")),
-                    (
-                        "spec",
-                        map(vec![
-                            ("lastkey", Reply::Int(lastkey as i64)),
-                            ("keystep", Reply::Int(k.step as i64)),
-                            ("limit", Reply::Int(0)),
-                        ]),
-                    ),
-                ]),
-            ),
-        ])];
+        return vec![KeySpec::range(key_flags(c), k.first, lastkey, k.step)];
     }
     if k.find.is_some() {
-        let unknown = || {
-            map(vec![
-                ("type", Reply::bulk("unknown")),
-                ("spec", Reply::Map(vec![])),
-            ])
-        };
-        return vec![map(vec![
-            ("flags", simple_set(key_flags(c).iter().copied())),
-            ("begin_search", unknown()),
-            ("find_keys", unknown()),
-        ])];
+        return vec![KeySpec {
+            notes: "",
+            flags: key_flags(c),
+            begin: BeginSearch::Unknown,
+            find: FindKeys::Unknown,
+        }];
     }
     Vec::new()
+}
+
+/// The flags of the key at `pos` in `argv` (GETKEYSANDFLAGS): those of the key spec
+/// that begins last at or before it. SET's flags vary with its arguments, as
+/// Redis's setGetKeys decides them: `GET` reads the old value.
+fn flags_at(c: &CommandSpec, argv: &[Bytes], pos: usize) -> &'static [&'static str] {
+    if c.name == "set" {
+        return if argv[3..].iter().any(|x| args::is(x, "get")) {
+            &["RW", "access", "update"]
+        } else {
+            &["OW", "update"]
+        };
+    }
+    c.key_specs
+        .iter()
+        .filter_map(|ks| match ks.begin {
+            BeginSearch::Index(i) if i as usize <= pos => Some((i, ks.flags)),
+            _ => None,
+        })
+        .max_by_key(|(i, _)| *i)
+        .map_or_else(|| key_flags(c), |(_, f)| f)
+}
+
+/// Key specs in COMMAND INFO's shape.
+fn key_specs(c: &CommandSpec) -> Vec<Reply> {
+    let typed = |t: &str, spec: Vec<(&'static str, Reply)>| {
+        map(vec![("type", Reply::bulk(t)), ("spec", map(spec))])
+    };
+    specs_of(c)
+        .into_iter()
+        .map(|ks| {
+            let begin = match ks.begin {
+                BeginSearch::Index(i) => typed("index", vec![("index", Reply::Int(i as i64))]),
+                BeginSearch::Keyword { keyword, startfrom } => typed(
+                    "keyword",
+                    vec![
+                        ("keyword", Reply::bulk(keyword)),
+                        ("startfrom", Reply::Int(startfrom as i64)),
+                    ],
+                ),
+                BeginSearch::Unknown => typed("unknown", vec![]),
+            };
+            let find = match ks.find {
+                FindKeys::Range {
+                    lastkey,
+                    keystep,
+                    limit,
+                } => typed(
+                    "range",
+                    vec![
+                        ("lastkey", Reply::Int(lastkey as i64)),
+                        ("keystep", Reply::Int(keystep as i64)),
+                        ("limit", Reply::Int(limit as i64)),
+                    ],
+                ),
+                FindKeys::Keynum {
+                    keynumidx,
+                    firstkey,
+                    keystep,
+                } => typed(
+                    "keynum",
+                    vec![
+                        ("keynumidx", Reply::Int(keynumidx as i64)),
+                        ("firstkey", Reply::Int(firstkey as i64)),
+                        ("keystep", Reply::Int(keystep as i64)),
+                    ],
+                ),
+                FindKeys::Unknown => typed("unknown", vec![]),
+            };
+            let mut fields = Vec::new();
+            if !ks.notes.is_empty() {
+                fields.push(("notes", Reply::bulk(ks.notes)));
+            }
+            fields.push(("flags", simple_set(ks.flags.iter().copied())));
+            fields.push(("begin_search", begin));
+            fields.push(("find_keys", find));
+            map(fields)
+        })
+        .collect()
 }
 
 /// One command in COMMAND / COMMAND INFO's 10-element format.
@@ -469,8 +524,43 @@ mod tests {
             ),
             Reply::Array(vec![Reply::Array(vec![
                 Reply::bulk("a"),
-                Reply::Set(vec![simple("RW"), simple("update")])
+                Reply::Set(vec![simple("OW"), simple("update")])
             ])])
+        );
+        // Per-key flags from the spec each key falls in (as redis-server 7.0.15 answers).
+        let gkf = |v: &[&str]| run("command|getkeysandflags", &argv(v));
+        let pair = |k: &str, f: &[&'static str]| {
+            Reply::Array(vec![
+                Reply::bulk(k),
+                Reply::Set(f.iter().map(|s| simple(s)).collect()),
+            ])
+        };
+        assert_eq!(
+            gkf(&["COMMAND", "GETKEYSANDFLAGS", "smove", "a", "b", "m"]),
+            Reply::Array(vec![
+                pair("a", &["RW", "access", "delete"]),
+                pair("b", &["RW", "insert"])
+            ])
+        );
+        assert_eq!(
+            gkf(&[
+                "COMMAND",
+                "GETKEYSANDFLAGS",
+                "zunionstore",
+                "d",
+                "2",
+                "k1",
+                "k2"
+            ]),
+            Reply::Array(vec![
+                pair("d", &["OW", "update"]),
+                pair("k1", &["RO", "access"]),
+                pair("k2", &["RO", "access"])
+            ])
+        );
+        assert_eq!(
+            gkf(&["COMMAND", "GETKEYSANDFLAGS", "set", "a", "b", "GET"]),
+            Reply::Array(vec![pair("a", &["RW", "access", "update"])])
         );
     }
 }
