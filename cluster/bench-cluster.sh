@@ -145,8 +145,11 @@ for P in 1 16; do
     row GET "$P"
 done
 echo "(p99 in ms; --cluster: redis-benchmark --cluster, each slot's leader; one node: plain against node 1, forwarding)"
+# The Raft log is one per node (all its shards), so its fsync figures are per node.
 for id in $(node_ids); do
-    printf 'node %s shard fsyncs: %s\n' "$id" "$(for s in $(seq 1 "$SHARDS"); do raft_field "${NODE_PORTS[$id]}" fsync_count "$s"; done | paste -sd+ | bc 2>/dev/null || echo '?')"
+    p=${NODE_PORTS[$id]}
+    printf 'node %s log fsyncs: %s, p50 %s us, p99 %s us\n' "$id" "$(raft_field "$p" fsync_count 1)" \
+        "$(raft_field "$p" fsync_p50_us 1)" "$(raft_field "$p" fsync_p99_us 1)"
 done
 
 if [ -s "$TMP/bench.err" ]; then

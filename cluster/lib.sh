@@ -91,7 +91,6 @@ cluster_info_field() { # port field
 # (extra `--name value` flags for every node).
 NODE_PIDS=()
 NODE_SETTINGS=()
-SHARDS=${SHARDS:-1}
 
 node_ids() { echo "${!NODE_PORTS[@]}"; }
 
@@ -116,7 +115,7 @@ node_start() { # id [extra flags...]
     mkdir -p "$NODE_ROOT/node$id"
     "${pin_server[@]}" setsid "$SHARDIS" server --node-id "$id" \
         --port "${NODE_PORTS[$id]}" --peer-port "${NODE_PEER_PORTS[$id]}" \
-        --dir "$NODE_ROOT/node$id" --initial-cluster "$(initial_cluster)" --shards "$SHARDS" \
+        --dir "$NODE_ROOT/node$id" --initial-cluster "$(initial_cluster)" --shards "${SHARDS:-1}" \
         ${NODE_SETTINGS[@]+"${NODE_SETTINGS[@]}"} "$@" \
         </dev/null >>"$(node_log "$id")" 2>&1 &
     NODE_PIDS[$id]=$!

@@ -85,11 +85,14 @@ read_pids() {
 case "$cmd" in
 up)
     if [ -n "$fresh" ]; then
+        asked=("$nodes" "$shards" "$port")
         if load_state; then
             layout
             read_pids
             cluster_stop
         fi
+        # A fresh cluster takes the options given now, not the saved ones.
+        nodes=${asked[0]} shards=${asked[1]} port=${asked[2]}
         echo "wiping $NODE_ROOT" >&2
         rm -rf "$NODE_ROOT"
         mkdir -p "$NODE_ROOT"
