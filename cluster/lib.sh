@@ -198,6 +198,25 @@ cluster_wait_ready() { # timeout_s
     die "the cluster did not reach cluster_state:ok within $1 s (logs: $NODE_ROOT/node*.log)"
 }
 
+# Waits (up to timeout_s, not fatal) until leaderships are spread: no node leads more
+# than one shard more than another. The balancer moves them within seconds of startup.
+cluster_wait_balanced() { # timeout_s
+    local end=$((SECONDS + $1)) id n lo hi
+    while [ "$SECONDS" -lt "$end" ]; do
+        lo= hi=
+        for id in $(node_ids); do
+            n=$(redis-cli -p "${NODE_PORTS[$id]}" info raft 2>/dev/null | tr -d '\r' |
+                awk -F: '$1 == "raft_leaderships" { print $2 }')
+            n=${n:-0}
+            [ -z "$lo" ] || [ "$n" -lt "$lo" ] && lo=$n
+            [ -z "$hi" ] || [ "$n" -gt "$hi" ] && hi=$n
+        done
+        [ $((hi - lo)) -le 1 ] && return 0
+        sleep 0.2
+    done
+    return 0
+}
+
 # SIGTERM and wait for the exit (SIGKILL after timeout_s, with a warning).
 node_stop() { # id timeout_s
     local pid=${NODE_PIDS[$1]:-} end=$((SECONDS + $2))

@@ -115,6 +115,7 @@ up)
     cluster_start
     for id in $(node_ids); do echo "${NODE_PIDS[$id]}" >"$NODE_ROOT/node$id.pid"; done
     cluster_wait_ready "${READY_TIMEOUT:-60}" >/dev/null
+    cluster_wait_balanced 15
     echo
     cluster_status
     echo

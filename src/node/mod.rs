@@ -667,6 +667,13 @@ impl ClusterHooks for Hooks {
         })
     }
 
+    fn meta_status(&self) -> Vec<(String, String)> {
+        self.0
+            .upgrade()
+            .and_then(|n| n.meta.replica().map(|r| r.status()))
+            .unwrap_or_default()
+    }
+
     fn hand_over(&self) -> BoxFuture<'static, usize> {
         let node = self.0.upgrade();
         Box::pin(async move {

@@ -110,6 +110,11 @@ pub trait ClusterHooks: Send + Sync {
         cmds: Vec<Vec<Bytes>>,
         resp3: bool,
     ) -> BoxFuture<'static, Result<Vec<Reply>, ForwardError>>;
+    /// The meta group replica's status (INFO raft's `shard0` line); empty when the
+    /// node runs none.
+    fn meta_status(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Hands this node's leaderships to other replicas (graceful shutdown); the number
     /// moved.
     fn hand_over(&self) -> BoxFuture<'static, usize>;

@@ -351,7 +351,7 @@ fn stats_section(server: &Server) -> Fields {
 }
 
 /// Cluster mode: one line per hosted shard replica, `shard<id>:role=...,term=...`
-/// (as Redis lists replicas as `slave0:ip=...`), the meta group as `shard0`.
+/// (as Redis lists replicas as `slave0:ip=...`), the meta group's as `shard0`.
 fn raft_section(server: &Server) -> Fields {
     let mut f = Vec::new();
     let hosted = server.hosted();
@@ -361,14 +361,22 @@ fn raft_section(server: &Server) -> Fields {
         .count();
     f.push(("raft_shards".into(), hosted.len().to_string()));
     f.push(("raft_leaderships".into(), leads.to_string()));
-    for h in &hosted {
-        let Some(r) = &h.replica else { continue };
-        let line: Vec<String> = r
-            .status()
+    let line = |status: Vec<(String, String)>| {
+        status
             .into_iter()
             .map(|(k, v)| format!("{}={v}", k.trim_start_matches("raft_")))
-            .collect();
-        f.push((format!("shard{}", h.id), line.join(",")));
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if let Some(c) = server.cluster() {
+        let meta = c.meta_status();
+        if !meta.is_empty() {
+            f.push(("shard0".into(), line(meta)));
+        }
+    }
+    for h in &hosted {
+        let Some(r) = &h.replica else { continue };
+        f.push((format!("shard{}", h.id), line(r.status())));
     }
     f
 }
