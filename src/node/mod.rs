@@ -416,13 +416,19 @@ impl Node {
             .collect();
         let draining = self.stopping.load(Ordering::SeqCst);
         let body = raft_msg::encode(&LeaderHints { leads, draining });
+        self.send_to_others(kind::LEADER_HINTS, body, HINT_INTERVAL);
+    }
+
+    /// Sends a node-wide message to every other node in the map (fire and forget; one
+    /// connection per peer keeps a sender's messages in order).
+    fn send_to_others(&self, k: u16, body: Bytes, timeout: Duration) {
         let map = self.server.table().map.clone();
         for id in map.nodes.keys().filter(|id| **id != self.id) {
             let (t, id, body) = (self.transport.clone(), *id, body.clone());
             tokio::spawn(async move {
-                let _ = t
-                    .call(id, META_GROUP, kind::LEADER_HINTS, body, HINT_INTERVAL)
-                    .await;
+                if let Err(e) = t.call(id, META_GROUP, k, body, timeout).await {
+                    tracing::debug!(peer = id, kind = k, error = ?e, "node message not delivered");
+                }
             });
         }
     }
@@ -623,18 +629,7 @@ impl Node {
 
     fn publish(&self, msg: Publish) {
         let body = raft_msg::encode(&msg);
-        let map = self.server.table().map.clone();
-        for id in map.nodes.keys().filter(|id| **id != self.id) {
-            let (t, id, body) = (self.transport.clone(), *id, body.clone());
-            tokio::spawn(async move {
-                if let Err(e) = t
-                    .call(id, META_GROUP, kind::PUBLISH, body, Duration::from_secs(1))
-                    .await
-                {
-                    tracing::debug!(peer = id, error = ?e, "relaying a published message failed");
-                }
-            });
-        }
+        self.send_to_others(kind::PUBLISH, body, Duration::from_secs(1));
     }
 }
 

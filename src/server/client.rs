@@ -131,35 +131,29 @@ impl Clients {
         laddr: SocketAddr,
         push: mpsc::Sender<Reply>,
     ) -> Arc<ClientHandle> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let h = Arc::new(ClientHandle {
-            id,
-            addr,
-            laddr,
-            created: Instant::now(),
-            killed: AtomicBool::new(false),
-            kill_notify: Notify::new(),
-            push,
-            info: Mutex::new(ClientInfo {
-                resp: 2,
-                multi: -1,
-                ..Default::default()
-            }),
-        });
-        self.map.lock().unwrap().insert(id, h.clone());
+        let h = self.handle(addr, laddr, push);
+        self.map.lock().unwrap().insert(h.id, h.clone());
         h
     }
 
     /// A client handle not in the registry (CLIENT LIST does not show it): the
     /// session of commands another node forwarded here.
     pub fn detached(&self) -> Arc<ClientHandle> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
         let (push, _) = mpsc::channel(1);
+        self.handle(addr, addr, push)
+    }
+
+    fn handle(
+        &self,
+        addr: SocketAddr,
+        laddr: SocketAddr,
+        push: mpsc::Sender<Reply>,
+    ) -> Arc<ClientHandle> {
         Arc::new(ClientHandle {
-            id,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             addr,
-            laddr: addr,
+            laddr,
             created: Instant::now(),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),

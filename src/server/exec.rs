@@ -95,14 +95,7 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
         Flow::Forward { shard, mut cmds } if cmds.len() == 1 && blocking(&cmds[0]) => {
             vec![forward_blocking(server, c, shard, cmds.remove(0)).await]
         }
-        Flow::Forward { shard, cmds } => {
-            let writes = has_writes(&cmds);
-            let resp3 = c.proto == crate::resp::Protocol::Resp3;
-            match forward(server, shard, cmds, resp3).await {
-                Ok(mut replies) => vec![replies.pop().unwrap_or(Reply::NilArray)],
-                Err(e) => vec![e.reply(writes)],
-            }
-        }
+        Flow::Forward { shard, cmds } => vec![forward_last(server, c, shard, cmds).await],
         Flow::FanOut(args) => vec![fan_out(server, c, args).await],
     }
 }
@@ -157,7 +150,17 @@ async fn forward_one(
     shard: u64,
     args: Vec<Bytes>,
 ) -> Reply {
-    let cmds = vec![args];
+    forward_last(server, c, shard, vec![args]).await
+}
+
+/// Forwards `cmds` for `shard` in the client's protocol; the last one's reply, or
+/// the error the failure means for them.
+async fn forward_last(
+    server: &Arc<Server>,
+    c: &ClientState,
+    shard: u64,
+    cmds: Vec<Vec<Bytes>>,
+) -> Reply {
     let writes = has_writes(&cmds);
     match forward(server, shard, cmds, c.proto == crate::resp::Protocol::Resp3).await {
         Ok(mut r) => r.pop().unwrap_or(Reply::NilArray),
