@@ -1,0 +1,6 @@
+//! shardis's chaos suite, modelled on Jepsen's redis and etcd suites: a fresh cluster
+//! of release binaries, concurrent clients, faults on a seeded schedule, heal, quiet
+//! period, final reads, check. See jepsen/README.md.
+
+pub mod checker;
+pub mod history;
