@@ -259,7 +259,9 @@ impl Node {
             ReplicaConfig {
                 node_id: self.id,
                 group,
-                read_mode: if self.config.read_mode == "lease" {
+                read_mode: if planted_stale_read() {
+                    ReadMode::PlantedStaleRead
+                } else if self.config.read_mode == "lease" {
                     ReadMode::Lease
                 } else {
                     ReadMode::ReadIndex
@@ -678,4 +680,18 @@ impl ClusterHooks for Hooks {
             }
         })
     }
+}
+
+/// The chaos suite's planted bug (jepsen/README.md): `SHARDIS_PLANTED_BUG=stale-read`
+/// makes every replica serve reads without a read barrier, so a deposed leader or a
+/// lagging follower answers from stale state. Deliberately not a setting.
+fn planted_stale_read() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        let on = std::env::var("SHARDIS_PLANTED_BUG").is_ok_and(|v| v == "stale-read");
+        if on {
+            tracing::warn!("PLANTED BUG ON: reads skip the read barrier (SHARDIS_PLANTED_BUG=stale-read)");
+        }
+        on
+    })
 }

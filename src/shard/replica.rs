@@ -34,6 +34,10 @@ pub enum ReadMode {
     /// assumes clocks on the nodes run at about the same rate (bounded drift within the
     /// election timeout).
     Lease,
+    /// A PLANTED BUG, for the chaos suite to prove it catches stale reads: reads are
+    /// served from local state with no barrier at all. Only reachable through the
+    /// environment variable `SHARDIS_PLANTED_BUG=stale-read` (see `node`), never a setting.
+    PlantedStaleRead,
 }
 
 #[derive(Clone, Debug)]
@@ -445,7 +449,7 @@ impl Replica {
     /// openraft's read policy for this replica's read mode.
     fn read_policy(&self) -> ReadPolicy {
         match self.cfg.read_mode {
-            ReadMode::ReadIndex => ReadPolicy::ReadIndex,
+            ReadMode::ReadIndex | ReadMode::PlantedStaleRead => ReadPolicy::ReadIndex,
             ReadMode::Lease => ReadPolicy::LeaseRead,
         }
     }
@@ -453,6 +457,9 @@ impl Replica {
     /// Makes the local state fit for a linearizable read: on return, everything
     /// committed before the call has been applied here.
     pub async fn read_barrier(&self) -> Result<(), ReplicaError> {
+        if self.cfg.read_mode == ReadMode::PlantedStaleRead {
+            return Ok(());
+        }
         let index = if self.is_leader() {
             match self.raft.ensure_linearizable(self.read_policy()).await {
                 Ok(_) => return Ok(()),
