@@ -119,10 +119,13 @@ pub struct ShardState {
     /// part of a snapshot; empty for a shard without a log).
     pub raft_applied: Option<raft::LogId>,
     pub membership: raft::StoredMembership,
-    /// The latest time stamped into an applied entry. The shard's time never runs
-    /// behind it, so a new leader with a slower clock neither stamps older times nor
-    /// shows keys that expired under the previous leader.
+    /// The latest time stamped into an applied entry, and when (monotonic) this
+    /// replica applied it. The shard's time never runs behind that time plus the
+    /// real time elapsed since, so a replica or a new leader whose wall clock is slow
+    /// neither stamps older times nor shows keys that expired in the meantime: found
+    /// by the chaos suite's clock fault (jepsen/README.md, bugs found).
     log_time: u64,
+    log_time_at: Option<Instant>,
 }
 
 /// The OOM refusal for a denyoom command under memory pressure.
@@ -153,6 +156,7 @@ impl Shard {
                 raft_applied: None,
                 membership: Default::default(),
                 log_time: 0,
+                log_time_at: None,
             }),
         }
     }
@@ -252,9 +256,17 @@ impl ShardState {
     }
 
     /// The shard's time: what writes are stamped with and reads judge TTLs by. The
-    /// local clock, but never behind a time already in the log.
+    /// local clock, but never behind the log's latest time plus the time elapsed since
+    /// it was applied here. So relative TTLs (PX, EX) run in real time whatever the
+    /// clocks; a clock that ran ahead moves the shard's time ahead for good (as a
+    /// hybrid logical clock does), which absolute times (EXPIREAT, TIME) then show.
+    /// A manual clock (tests) is the only time source.
     pub fn now(&self) -> u64 {
-        self.clock.now_ms().max(self.log_time)
+        let chained = match (&self.clock, self.log_time_at) {
+            (Clock::Manual(_), _) | (_, None) => self.log_time,
+            (_, Some(at)) => self.log_time + at.elapsed().as_millis() as u64,
+        };
+        self.clock.now_ms().max(chained)
     }
 
     /// Brings a cached clock up to the system time (work that did not come from a
@@ -288,7 +300,10 @@ impl ShardState {
     /// and the entry.
     pub fn apply(&mut self, entry: &WriteEntry) -> Vec<Reply> {
         self.applied += 1;
-        self.log_time = self.log_time.max(entry.time_ms);
+        if entry.time_ms > self.log_time {
+            self.log_time = entry.time_ms;
+            self.log_time_at = Some(Instant::now());
+        }
         cmd::apply(&mut self.ks, entry, self.settings.limits)
     }
 
@@ -371,6 +386,31 @@ mod tests {
             c.now_ms(),
             u64::MAX - 1,
             "refresh never moves the clock back"
+        );
+    }
+
+    /// A replica whose wall clock is 60 s slow serves a key until its deadline in the
+    /// log's time, not 60 s longer (the chaos suite's clock fault found the longer).
+    #[test]
+    fn a_slow_clock_runs_on_from_the_logs_time() {
+        let slow = now_ms() - 60_000;
+        let clock = Clock::Cached(Arc::new(AtomicU64::new(slow)));
+        let shard = Shard::with(clock, |_| 0);
+        let mut st = shard.lock();
+        let t = now_ms();
+        let entry = WriteEntry {
+            time_ms: t,
+            seed: 1,
+            op: Op::Exec(vec![argv(&["SET", "k", "v", "PX", "30"])]),
+        };
+        st.apply(&entry);
+        assert!(st.now() >= t, "never behind the log's time");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(st.now() >= t + 40, "runs on in real time from the log's time");
+        let now = st.now();
+        assert!(
+            !st.ks.exists(b"k", now),
+            "the key's 30 ms have passed in the log's time"
         );
     }
 
