@@ -3,4 +3,11 @@
 //! period, final reads, check. See jepsen/README.md.
 
 pub mod checker;
+pub mod cluster;
 pub mod history;
+pub mod nemesis;
+pub mod rng;
+pub mod plot;
+pub mod proxy;
+pub mod run;
+pub mod workload;

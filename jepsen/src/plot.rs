@@ -1,0 +1,1 @@
+pub fn latency_svg(_h: &[crate::history::Op], _f: &[crate::history::FaultSpan], _t: &str) -> String { String::new() }
