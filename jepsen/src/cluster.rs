@@ -92,7 +92,11 @@ impl Cluster {
 
     /// Starts every node and waits (up to `ready`) until each says `cluster_state:ok`
     /// and every shard has a leader.
-    pub fn start(opts: ClusterOpts, specs: Vec<NodeSpec>, ready: Duration) -> Result<Cluster, String> {
+    pub fn start(
+        opts: ClusterOpts,
+        specs: Vec<NodeSpec>,
+        ready: Duration,
+    ) -> Result<Cluster, String> {
         let mut cluster = Cluster {
             opts,
             procs: specs
@@ -112,7 +116,8 @@ impl Cluster {
         };
         for id in cluster.ids() {
             let p = &cluster.procs[&id];
-            std::fs::create_dir_all(&p.spec.dir).map_err(|e| format!("{}: {e}", p.spec.dir.display()))?;
+            std::fs::create_dir_all(&p.spec.dir)
+                .map_err(|e| format!("{}: {e}", p.spec.dir.display()))?;
             std::fs::write(&p.spec.clock_file, "+0\n").map_err(|e| e.to_string())?;
             cluster.start_node(id)?;
         }
@@ -171,7 +176,10 @@ impl Cluster {
             .args(["--shards", &opts.shards.to_string()])
             .args(["--replicas", &opts.replicas.to_string()])
             .args(&opts.settings)
-            .env("RUST_LOG", std::env::var("SHARDIS_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SHARDIS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
@@ -299,8 +307,16 @@ impl Cluster {
                 ));
             }
             let mut ok = true;
-            for p in self.procs.values().filter(|p| p.child.is_some() && !p.paused) {
-                match command(p.spec.client, &["CLUSTER", "INFO"], Duration::from_millis(500)) {
+            for p in self
+                .procs
+                .values()
+                .filter(|p| p.child.is_some() && !p.paused)
+            {
+                match command(
+                    p.spec.client,
+                    &["CLUSTER", "INFO"],
+                    Duration::from_millis(500),
+                ) {
                     Ok(text) if text.contains("cluster_state:ok") => {}
                     Ok(_) => {
                         ok = false;
@@ -407,8 +423,10 @@ pub fn raft_lines(info: &str) -> Vec<(u64, BTreeMap<String, String>)> {
 /// One command over a fresh connection; a bulk or simple string reply as text.
 pub fn command(addr: SocketAddr, args: &[&str], timeout: Duration) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
         req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
@@ -441,7 +459,9 @@ fn parse_reply(buf: &[u8]) -> Result<Option<String>, String> {
         Some(b'+') => Ok(Some(head)),
         Some(b'-') => Err(head),
         Some(b'$') => {
-            let len: i64 = head.parse().map_err(|_| format!("bad bulk length {head}"))?;
+            let len: i64 = head
+                .parse()
+                .map_err(|_| format!("bad bulk length {head}"))?;
             if len < 0 {
                 return Ok(Some(String::new()));
             }

@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use jepsen::checker::Outcome;
-use jepsen::history::{read_jsonl, Op};
+use jepsen::history::{read_jsonl, FaultSpan, Op};
 use jepsen::run::{self, RunOpts};
 use jepsen::workload::{self, Workload};
 use std::path::PathBuf;
@@ -12,13 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "jepsen", about = "shardis chaos suite: faults, workloads, linearizability")]
+#[command(
+    name = "jepsen",
+    about = "shardis chaos suite: faults, workloads, linearizability"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Start a fresh cluster, run workloads under faults, heal, check.
     Run {
@@ -73,7 +77,7 @@ enum Command {
         #[arg(last = true)]
         settings: Vec<String>,
     },
-    /// Check a run directory's histories again and print the verdicts.
+    /// Check a run directory's histories again, print the verdicts, redraw the plot.
     Check {
         dir: PathBuf,
         #[arg(long, default_value_t = 60.0)]
@@ -143,7 +147,10 @@ fn main() {
             };
             match run::run(opts) {
                 Ok((outcome, dir)) => {
-                    println!("verdict: {outcome:?} ({})", dir.join("verdict.json").display());
+                    println!(
+                        "verdict: {outcome:?} ({})",
+                        dir.join("verdict.json").display()
+                    );
                     exit_code(outcome)
                 }
                 Err(e) => {
@@ -178,6 +185,15 @@ fn check_dir(dir: &std::path::Path, budget: f64) -> Result<Outcome, String> {
     if histories.is_empty() {
         return Err(format!("no history-*.jsonl in {}", dir.display()));
     }
+    let faults: Vec<FaultSpan> =
+        read_jsonl(&dir.join("faults.jsonl")).map_err(|e| e.to_string())?;
+    let mut all: Vec<Op> = histories
+        .iter()
+        .flat_map(|(_, h)| h.iter().cloned())
+        .collect();
+    all.sort_by_key(|o| o.time);
+    let svg = jepsen::plot::latency_svg(&all, &faults, &dir.display().to_string());
+    std::fs::write(dir.join("latency.svg"), svg).map_err(|e| e.to_string())?;
     let (outcome, checks) = run::check_all(&histories, &[], Duration::from_secs_f64(budget));
     for v in checks {
         println!("{:>12}: {:?}: {}", v.checker, v.outcome, v.explanation);

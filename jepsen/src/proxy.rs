@@ -94,7 +94,10 @@ impl Proxy {
         });
         let mut addrs = HashMap::new();
         for &(node, listen, upstream) in nodes {
-            assert!(listen.ip().is_loopback() && upstream.ip().is_loopback(), "loopback only");
+            assert!(
+                listen.ip().is_loopback() && upstream.ip().is_loopback(),
+                "loopback only"
+            );
             let listener = TcpListener::bind(listen).await?;
             addrs.insert(node, listener.local_addr()?);
             tokio::spawn(accept_loop(inner.clone(), listener, node, upstream));
@@ -128,7 +131,12 @@ impl Proxy {
     }
 
     pub fn set_delay(&self, from: u64, to: u64, d: Duration) {
-        self.inner.links.lock().unwrap().delays.insert((from, to), d);
+        self.inner
+            .links
+            .lock()
+            .unwrap()
+            .delays
+            .insert((from, to), d);
     }
 
     pub fn clear_delays(&self) {
@@ -188,7 +196,8 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, node: u64, upstre
 }
 
 async fn relay(inner: Arc<Inner>, client: TcpStream, dst: u64, upstream: SocketAddr) {
-    let Ok(Ok(up)) = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(upstream)).await
+    let Ok(Ok(up)) =
+        tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(upstream)).await
     else {
         return; // the node is down: the dialer sees the connection close
     };
@@ -216,7 +225,13 @@ async fn relay(inner: Arc<Inner>, client: TcpStream, dst: u64, upstream: SocketA
 
 /// One direction: reads chunks, drops or queues them, and a writer task writes them
 /// when due. Either direction ending closes the connection.
-async fn pump(inner: Arc<Inner>, conn: Arc<Conn>, dir: usize, mut r: OwnedReadHalf, w: OwnedWriteHalf) {
+async fn pump(
+    inner: Arc<Inner>,
+    conn: Arc<Conn>,
+    dir: usize,
+    mut r: OwnedReadHalf,
+    w: OwnedWriteHalf,
+) {
     let mut close = conn.close.subscribe();
     let (tx, rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let writer = tokio::spawn(write_due(rx, w, conn.close.subscribe()));
@@ -254,10 +269,14 @@ async fn pump(inner: Arc<Inner>, conn: Arc<Conn>, dir: usize, mut r: OwnedReadHa
         };
         if drop_it {
             conn.poisoned[dir].store(true, Ordering::Relaxed);
-            inner.dropped.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            inner
+                .dropped
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             continue;
         }
-        inner.forwarded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        inner
+            .forwarded
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         if tx.send((Instant::now() + delay, chunk)).is_err() {
             break;
         }
@@ -403,17 +422,24 @@ mod tests {
         // The way back (2 -> 1) is cut: the echo never arrives, but 1 -> 2 flows.
         p.block(2, 1);
         s.write_all(b"lost").await.unwrap();
-        assert!(read_n(&mut s, 4, Duration::from_millis(500)).await.is_none());
+        assert!(read_n(&mut s, 4, Duration::from_millis(500))
+            .await
+            .is_none());
         let deadline = std::time::Instant::now() + WAIT;
         while p.stats().dropped_bytes < 4 {
-            assert!(std::time::Instant::now() < deadline, "the echo was not dropped");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the echo was not dropped"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(p.stats().forwarded_bytes > 0);
         p.heal();
         // The poisoned connection is closed.
         let mut b = [0u8; 16];
-        let r = tokio::time::timeout(WAIT, s.read(&mut b)).await.expect("closed within the deadline");
+        let r = tokio::time::timeout(WAIT, s.read(&mut b))
+            .await
+            .expect("closed within the deadline");
         assert!(matches!(r, Ok(0) | Err(_)), "closed, got {r:?}");
         // A new one works.
         let (mut s, hl) = dial(addr, 1).await;
@@ -427,7 +453,12 @@ mod tests {
         let (p, addr) = proxy_for(2).await;
         p.block(1, 2);
         let (mut s, hl) = dial(addr, 1).await;
-        assert!(read_n(&mut s, hl, Duration::from_millis(500)).await.is_none(), "the hello was dropped");
+        assert!(
+            read_n(&mut s, hl, Duration::from_millis(500))
+                .await
+                .is_none(),
+            "the hello was dropped"
+        );
         // Another dialer is not affected.
         let (mut s3, hl3) = dial(addr, 3).await;
         assert!(read_n(&mut s3, hl3, WAIT).await.is_some());
@@ -445,7 +476,11 @@ mod tests {
         }
         let got = read_n(&mut s, 10, WAIT).await.unwrap();
         assert_eq!(got, (0..10).collect::<Vec<u8>>());
-        assert!(t0.elapsed() >= Duration::from_millis(150), "delayed by {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(150),
+            "delayed by {:?}",
+            t0.elapsed()
+        );
         p.clear_delays();
     }
 
@@ -455,12 +490,20 @@ mod tests {
         p.block(1, 2);
         p.block(2, 1);
         let mut s = TcpStream::connect(addr).await.unwrap();
-        read_n(&mut s, Frame::Challenge(Challenge {
-            version: PEER_PROTOCOL_VERSION,
-            node_id: 2,
-            incarnation: 1,
-            nonce: [0; proto::peer::NONCE_LEN],
-        }).encode().len(), WAIT).await.expect("challenge");
+        read_n(
+            &mut s,
+            Frame::Challenge(Challenge {
+                version: PEER_PROTOCOL_VERSION,
+                node_id: 2,
+                incarnation: 1,
+                nonce: [0; proto::peer::NONCE_LEN],
+            })
+            .encode()
+            .len(),
+            WAIT,
+        )
+        .await
+        .expect("challenge");
         // A Ping frame is not a Hello: relayed whatever the links say.
         let ping = Frame::Ping.encode();
         s.write_all(&ping).await.unwrap();
@@ -474,7 +517,9 @@ mod tests {
         read_n(&mut s, hl, WAIT).await.unwrap();
         p.shutdown();
         let mut b = [0u8; 16];
-        let r = tokio::time::timeout(WAIT, s.read(&mut b)).await.expect("closed within the deadline");
+        let r = tokio::time::timeout(WAIT, s.read(&mut b))
+            .await
+            .expect("closed within the deadline");
         assert!(matches!(r, Ok(0) | Err(_)));
         let deadline = std::time::Instant::now() + WAIT;
         loop {

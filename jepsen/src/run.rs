@@ -87,11 +87,12 @@ fn workspace() -> PathBuf {
 fn build_release() -> Result<PathBuf, String> {
     let root = workspace();
     eprintln!("building the release shardis binary (cargo build --release --bin shardis)");
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args(["build", "--release", "-p", "shardis", "--bin", "shardis"])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args(["build", "--release", "-p", "shardis", "--bin", "shardis"])
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err(format!("cargo build --release failed: {status}"));
     }
@@ -107,10 +108,7 @@ pub fn check_all(
     crashes: &[String],
     budget: Duration,
 ) -> (Outcome, Vec<Verdict>) {
-    let mut checks: Vec<Verdict> = histories
-        .iter()
-        .map(|(w, h)| w.check(h, budget))
-        .collect();
+    let mut checks: Vec<Verdict> = histories.iter().map(|(w, h)| w.check(h, budget)).collect();
     if !crashes.is_empty() {
         checks.push(Verdict {
             checker: "crashes".into(),
@@ -166,7 +164,10 @@ pub fn run(opts: RunOpts) -> Result<(Outcome, PathBuf), String> {
             .join(format!("{stamp}-seed{}", opts.seed))
     });
     if dir.exists() {
-        return Err(format!("{} exists: a run needs a new directory", dir.display()));
+        return Err(format!(
+            "{} exists: a run needs a new directory",
+            dir.display()
+        ));
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     eprintln!("run directory: {}", dir.display());
@@ -213,9 +214,14 @@ pub fn run(opts: RunOpts) -> Result<(Outcome, PathBuf), String> {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let topo = Arc::new(rt.block_on(Topology::discover(
-            specs.iter().map(|s| (s.id, s.client)).collect::<Vec<(u64, SocketAddr)>>(),
-        ))?);
+        let topo = Arc::new(
+            rt.block_on(Topology::discover(
+                specs
+                    .iter()
+                    .map(|s| (s.id, s.client))
+                    .collect::<Vec<(u64, SocketAddr)>>(),
+            ))?,
+        );
 
         let mut rng = Rng::new(opts.seed);
         let origin = Instant::now();
@@ -265,7 +271,10 @@ pub fn run(opts: RunOpts) -> Result<(Outcome, PathBuf), String> {
         }
         // Heal everything, then let the clients finish their last operations.
         let heal_at = origin.elapsed().as_nanos() as u64;
-        eprintln!("[{:7.2}s] healing: network, paused and dead nodes, clocks", heal_at as f64 / 1e9);
+        eprintln!(
+            "[{:7.2}s] healing: network, paused and dead nodes, clocks",
+            heal_at as f64 / 1e9
+        );
         proxy.heal();
         proxy.clear_delays();
         cluster.heal()?;
@@ -330,7 +339,10 @@ fn write_outputs(
         write_jsonl(&dir.join(format!("history-{}.jsonl", w.name())), h).map_err(io)?;
     }
     write_jsonl(&dir.join("faults.jsonl"), spans).map_err(io)?;
-    let mut all: Vec<Op> = histories.iter().flat_map(|(_, h)| h.iter().cloned()).collect();
+    let mut all: Vec<Op> = histories
+        .iter()
+        .flat_map(|(_, h)| h.iter().cloned())
+        .collect();
     all.sort_by_key(|o| o.time);
     let title = format!(
         "shardis: {} nodes, {} shards, {} / {}, seed {}",
@@ -340,7 +352,11 @@ fn write_outputs(
         opts.nemesis.join(","),
         opts.seed
     );
-    std::fs::write(dir.join("latency.svg"), crate::plot::latency_svg(&all, spans, &title)).map_err(io)?;
+    std::fs::write(
+        dir.join("latency.svg"),
+        crate::plot::latency_svg(&all, spans, &title),
+    )
+    .map_err(io)?;
     eprintln!("checking {} operations", all.len());
     let (outcome, checks) = check_all(histories, crashes, opts.check_budget);
     let verdict = RunVerdict {

@@ -248,7 +248,7 @@ fn search(ops: &[Operation], deadline: Instant) -> Search {
     let mut steps: u64 = 0;
     while next[0] != usize::MAX {
         steps += 1;
-        if steps % 4096 == 0 && Instant::now() >= deadline {
+        if steps.is_multiple_of(4096) && Instant::now() >= deadline {
             return Search::OutOfTime;
         }
         match entry[cur] {
@@ -315,12 +315,21 @@ pub fn check_register(history: &[Op], budget: Duration) -> Verdict {
     };
     let keys = match operations(history) {
         Ok(k) => k,
-        Err(e) => return verdict(Outcome::Unknown, format!("malformed history: {e}"), Vec::new()),
+        Err(e) => {
+            return verdict(
+                Outcome::Unknown,
+                format!("malformed history: {e}"),
+                Vec::new(),
+            )
+        }
     };
     let count = |k: Kind| history.iter().filter(|o| o.kind == k).count() as u64;
     let stats = vec![
         ("keys".to_string(), keys.len() as u64),
-        ("ops".to_string(), keys.values().map(|v| v.len() as u64).sum()),
+        (
+            "ops".to_string(),
+            keys.values().map(|v| v.len() as u64).sum(),
+        ),
         ("ok".to_string(), count(Kind::Ok)),
         ("info".to_string(), count(Kind::Info)),
         ("fail".to_string(), count(Kind::Fail)),
@@ -554,7 +563,9 @@ mod tests {
             }
         }
         // Apply the effects in order, per key.
-        let mut order: Vec<usize> = (0..sims.len()).filter(|&i| sims[i].effect.is_some()).collect();
+        let mut order: Vec<usize> = (0..sims.len())
+            .filter(|&i| sims[i].effect.is_some())
+            .collect();
         order.sort_by_key(|&i| (sims[i].effect, i));
         let mut regs: BTreeMap<String, State> = BTreeMap::new();
         for i in order {
@@ -633,7 +644,11 @@ mod tests {
             h.ops[i].value[1] = json!(99);
             let v = check(&h);
             assert_eq!(v.outcome, Outcome::Invalid, "seed {seed}");
-            assert!(v.explanation.contains("read -> 99"), "seed {seed}: {}", v.explanation);
+            assert!(
+                v.explanation.contains("read -> 99"),
+                "seed {seed}: {}",
+                v.explanation
+            );
         }
     }
 
@@ -656,8 +671,17 @@ mod tests {
             h.at(t + 6, 902, "invoke", "read", json!(["k0", null]));
             h.at(t + 7, 902, "ok", "read", json!(["k0", 50]));
             let v = check(&h);
-            assert_eq!(v.outcome, Outcome::Invalid, "seed {seed}: {}", v.explanation);
-            assert!(v.explanation.contains("read -> 50"), "seed {seed}: {}", v.explanation);
+            assert_eq!(
+                v.outcome,
+                Outcome::Invalid,
+                "seed {seed}: {}",
+                v.explanation
+            );
+            assert!(
+                v.explanation.contains("read -> 50"),
+                "seed {seed}: {}",
+                v.explanation
+            );
         }
     }
 

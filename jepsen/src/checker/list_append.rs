@@ -46,7 +46,10 @@ fn list(v: &serde_json::Value, index: usize) -> Result<Vec<i64>, String> {
     v.as_array()
         .ok_or_else(|| format!("op {index}: not a list: {v}"))?
         .iter()
-        .map(|x| x.as_i64().ok_or_else(|| format!("op {index}: not an integer: {x}")))
+        .map(|x| {
+            x.as_i64()
+                .ok_or_else(|| format!("op {index}: not an integer: {x}"))
+        })
         .collect()
 }
 
@@ -142,7 +145,9 @@ fn check(history: &[Op]) -> Result<(Outcome, String, Stats), String> {
         let position: HashMap<i64, usize> =
             longest.iter().enumerate().map(|(i, v)| (*v, i)).collect();
         for (vb, b) in &key.appends {
-            let Some(&pb) = position.get(vb) else { continue };
+            let Some(&pb) = position.get(vb) else {
+                continue;
+            };
             for (va, a) in &key.appends {
                 if a.kind != Some(Kind::Ok) || a.completed.is_none_or(|t| t >= b.invoked) {
                     continue;
@@ -242,43 +247,65 @@ mod tests {
 
     #[test]
     fn anomalies_are_invalid() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut H)>)> = vec![
-            ("missing from the final read", Box::new(|h| {
-                append(h, 1, "l", 1, json!([1]), "ok");
-                append(h, 2, "l", 2, json!([1, 2]), "ok");
-                h.op(9, "read", json!(["l", [1]]), "ok");
-            })),
-            ("twice", Box::new(|h| {
-                append(h, 1, "l", 1, json!([1]), "ok");
-                h.op(9, "read", json!(["l", [1, 1]]), "ok");
-            })),
-            ("never appended", Box::new(|h| {
-                append(h, 1, "l", 1, json!([1]), "ok");
-                h.op(9, "read", json!(["l", [1, 5]]), "ok");
-            })),
-            ("failed", Box::new(|h| {
-                append(h, 1, "l", 1, json!([1]), "ok");
-                append(h, 2, "l", 2, json!(null), "fail");
-                h.op(9, "read", json!(["l", [1, 2]]), "ok");
-            })),
-            ("no single order", Box::new(|h| {
-                append(h, 1, "l", 1, json!([1]), "ok");
-                append(h, 2, "l", 2, json!([2]), "ok");
-                h.op(9, "read", json!(["l", [1, 2]]), "ok");
-            })),
-            ("yet comes after it", Box::new(|h| {
-                // 1 is acknowledged (seeing [2, 1]) before 2 is even invoked.
-                h.at(1, 1, "invoke", "append", json!(["l", 1]));
-                h.at(2, 1, "ok", "append", json!(["l", 1, [2, 1]]));
-                h.at(3, 2, "invoke", "append", json!(["l", 2]));
-                h.at(4, 2, "ok", "append", json!(["l", 2, [2]]));
-                h.at(5, 9, "invoke", "read", json!(["l", null]));
-                h.at(6, 9, "ok", "read", json!(["l", [2, 1]]));
-            })),
-            ("does not end with", Box::new(|h| {
-                append(h, 1, "l", 1, json!([1]), "ok");
-                append(h, 2, "l", 2, json!([2, 1]), "ok");
-            })),
+        type Build = Box<dyn Fn(&mut H)>;
+        let cases: Vec<(&str, Build)> = vec![
+            (
+                "missing from the final read",
+                Box::new(|h| {
+                    append(h, 1, "l", 1, json!([1]), "ok");
+                    append(h, 2, "l", 2, json!([1, 2]), "ok");
+                    h.op(9, "read", json!(["l", [1]]), "ok");
+                }),
+            ),
+            (
+                "twice",
+                Box::new(|h| {
+                    append(h, 1, "l", 1, json!([1]), "ok");
+                    h.op(9, "read", json!(["l", [1, 1]]), "ok");
+                }),
+            ),
+            (
+                "never appended",
+                Box::new(|h| {
+                    append(h, 1, "l", 1, json!([1]), "ok");
+                    h.op(9, "read", json!(["l", [1, 5]]), "ok");
+                }),
+            ),
+            (
+                "failed",
+                Box::new(|h| {
+                    append(h, 1, "l", 1, json!([1]), "ok");
+                    append(h, 2, "l", 2, json!(null), "fail");
+                    h.op(9, "read", json!(["l", [1, 2]]), "ok");
+                }),
+            ),
+            (
+                "no single order",
+                Box::new(|h| {
+                    append(h, 1, "l", 1, json!([1]), "ok");
+                    append(h, 2, "l", 2, json!([2]), "ok");
+                    h.op(9, "read", json!(["l", [1, 2]]), "ok");
+                }),
+            ),
+            (
+                "yet comes after it",
+                Box::new(|h| {
+                    // 1 is acknowledged (seeing [2, 1]) before 2 is even invoked.
+                    h.at(1, 1, "invoke", "append", json!(["l", 1]));
+                    h.at(2, 1, "ok", "append", json!(["l", 1, [2, 1]]));
+                    h.at(3, 2, "invoke", "append", json!(["l", 2]));
+                    h.at(4, 2, "ok", "append", json!(["l", 2, [2]]));
+                    h.at(5, 9, "invoke", "read", json!(["l", null]));
+                    h.at(6, 9, "ok", "read", json!(["l", [2, 1]]));
+                }),
+            ),
+            (
+                "does not end with",
+                Box::new(|h| {
+                    append(h, 1, "l", 1, json!([1]), "ok");
+                    append(h, 2, "l", 2, json!([2, 1]), "ok");
+                }),
+            ),
         ];
         for (why, build) in cases {
             let mut h = H::default();

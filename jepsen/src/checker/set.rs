@@ -10,7 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 pub fn check_set(history: &[Op]) -> Verdict {
     match check(history) {
         Ok(v) => v,
-        Err(e) => verdict(Outcome::Unknown, format!("malformed history: {e}"), Vec::new()),
+        Err(e) => verdict(
+            Outcome::Unknown,
+            format!("malformed history: {e}"),
+            Vec::new(),
+        ),
     }
 }
 
@@ -61,7 +65,10 @@ fn check(history: &[Op]) -> Result<Verdict, String> {
                         .as_array()
                         .ok_or_else(|| format!("op {}: read value is not a list", c.index))?
                         .iter()
-                        .map(|v| v.as_i64().ok_or_else(|| format!("op {}: element is not an integer", c.index)))
+                        .map(|v| {
+                            v.as_i64()
+                                .ok_or_else(|| format!("op {}: element is not an integer", c.index))
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     key.read = Some(list);
                 }
@@ -113,10 +120,18 @@ fn check(history: &[Op]) -> Result<Verdict, String> {
     Ok(if !lost.is_empty() || !unexpected.is_empty() {
         let mut why = Vec::new();
         if !lost.is_empty() {
-            why.push(format!("{} acknowledged adds lost ({})", lost.len(), few(&lost)));
+            why.push(format!(
+                "{} acknowledged adds lost ({})",
+                lost.len(),
+                few(&lost)
+            ));
         }
         if !unexpected.is_empty() {
-            why.push(format!("{} unexpected elements ({})", unexpected.len(), few(&unexpected)));
+            why.push(format!(
+                "{} unexpected elements ({})",
+                unexpected.len(),
+                few(&unexpected)
+            ));
         }
         verdict(Outcome::Invalid, why.join("; "), stats)
     } else if !unread.is_empty() {

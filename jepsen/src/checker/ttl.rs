@@ -64,7 +64,9 @@ fn check(history: &[Op], slack: Duration) -> Result<Verdict, String> {
             continue;
         };
         reads += 1;
-        let k = c.value[0].as_str().ok_or_else(|| format!("op {}: no key", c.index))?;
+        let k = c.value[0]
+            .as_str()
+            .ok_or_else(|| format!("op {}: no key", c.index))?;
         let Some(val) = c.value[1].as_i64() else {
             continue; // null: expired or never set, always fine
         };
@@ -113,7 +115,11 @@ fn check(history: &[Op], slack: Duration) -> Result<Verdict, String> {
         ));
     }
     if !invented.is_empty() {
-        why.push(format!("{} reads of unwritten values; first: {}", invented.len(), invented[0]));
+        why.push(format!(
+            "{} reads of unwritten values; first: {}",
+            invented.len(),
+            invented[0]
+        ));
     }
     Ok(Verdict {
         checker: "ttl".into(),
@@ -164,7 +170,11 @@ mod tests {
         h.at(151, 2, "ok", "read", json!(["t", 1]));
         let v = check_ttl(&h.ops, SLACK);
         assert_eq!(v.outcome, Outcome::Invalid);
-        assert!(v.explanation.contains("45.0 ms after its deadline"), "{}", v.explanation);
+        assert!(
+            v.explanation.contains("45.0 ms after its deadline"),
+            "{}",
+            v.explanation
+        );
     }
 
     #[test]

@@ -50,9 +50,9 @@ pub fn by_name(name: &str) -> Option<Box<dyn Fault>> {
     Some(match name {
         "kill" => Box::new(kill::Kill::default()),
         "pause" => Box::new(pause::Pause::default()),
-        "partition" => Box::new(partition::Partition::default()),
+        "partition" => Box::new(partition::Partition),
         "clock" => Box::new(clock::Clock::default()),
-        "latency" => Box::new(latency::Latency::default()),
+        "latency" => Box::new(latency::Latency),
         _ => return None,
     })
 }
@@ -67,7 +67,12 @@ pub enum Target {
     Majority,
 }
 
-pub const TARGETS: &[Target] = &[Target::Leader, Target::One, Target::Minority, Target::Majority];
+pub const TARGETS: &[Target] = &[
+    Target::Leader,
+    Target::One,
+    Target::Minority,
+    Target::Majority,
+];
 
 /// Picks the nodes for `target` among the running ones, with a phrase saying why.
 pub fn pick(ctx: &mut Ctx, target: Target) -> (Vec<u64>, String) {

@@ -25,7 +25,10 @@ impl Fault for Partition {
     fn start(&mut self, ctx: &mut Ctx) -> Result<Applied, String> {
         let all = ctx.cluster.ids();
         let others = |side: &[u64]| -> Vec<u64> {
-            all.iter().copied().filter(|id| !side.contains(id)).collect()
+            all.iter()
+                .copied()
+                .filter(|id| !side.contains(id))
+                .collect()
         };
         Ok(match ctx.rng.below(4) {
             0 => {

@@ -96,7 +96,10 @@ impl Schedule {
             }
             for (id, status) in ctx.cluster.crashed() {
                 let at = now_ns();
-                eprintln!("[{:7.2}s] node {id} exited on its own: {status}; restarting", at as f64 / 1e9);
+                eprintln!(
+                    "[{:7.2}s] node {id} exited on its own: {status}; restarting",
+                    at as f64 / 1e9
+                );
                 t.crashes.push((id, status, at));
                 if let Err(e) = ctx.cluster.start_node(id) {
                     eprintln!("restart of node {id} failed: {e}");

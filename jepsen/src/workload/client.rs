@@ -34,8 +34,10 @@ impl Topology {
                     continue;
                 }
             };
-            let reply: redis::RedisResult<redis::Value> =
-                redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn).await;
+            let reply: redis::RedisResult<redis::Value> = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async(&mut conn)
+                .await;
             let ranges = match reply {
                 Ok(redis::Value::Array(r)) => r,
                 Ok(other) => {
@@ -49,7 +51,9 @@ impl Topology {
             };
             let mut slot_hosts = vec![Vec::new(); proto::SLOTS as usize];
             for range in ranges {
-                let redis::Value::Array(parts) = range else { continue };
+                let redis::Value::Array(parts) = range else {
+                    continue;
+                };
                 let (Some(lo), Some(hi)) = (super::int(&parts[0]), super::int(&parts[1])) else {
                     continue;
                 };
@@ -79,7 +83,11 @@ impl Topology {
     }
 
     pub fn addr(&self, node: u64) -> SocketAddr {
-        self.nodes.iter().find(|(id, _)| *id == node).expect("node").1
+        self.nodes
+            .iter()
+            .find(|(id, _)| *id == node)
+            .expect("node")
+            .1
     }
 }
 
@@ -88,7 +96,12 @@ pub async fn connect(addr: SocketAddr, within: Duration) -> Result<MultiplexedCo
     let cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(within)
         .set_response_timeout(within);
-    match tokio::time::timeout(within, client.get_multiplexed_async_connection_with_config(&cfg)).await {
+    match tokio::time::timeout(
+        within,
+        client.get_multiplexed_async_connection_with_config(&cfg),
+    )
+    .await
+    {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
         Err(_) => Err(format!("connect to {addr}: timed out")),
@@ -109,7 +122,6 @@ impl Recorder {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         kind: Kind,
@@ -150,7 +162,10 @@ pub struct ClientOpts {
 }
 
 /// How a finished operation is recorded, and whether its process goes on.
-fn classify(inv: &Invocation, r: Result<redis::RedisResult<Done>, ()>) -> (Kind, Value, Option<String>, bool) {
+fn classify(
+    inv: &Invocation,
+    r: Result<redis::RedisResult<Done>, ()>,
+) -> (Kind, Value, Option<String>, bool) {
     match r {
         Ok(Ok(Done::Ok(v))) => (Kind::Ok, v, None, true),
         Ok(Ok(Done::Fail(why))) => (Kind::Fail, inv.value.clone(), Some(why), true),
@@ -158,7 +173,9 @@ fn classify(inv: &Invocation, r: Result<redis::RedisResult<Done>, ()>) -> (Kind,
             let text = e.to_string();
             match e.code() {
                 // The server says the write may or may not have been applied.
-                Some("UNKNOWN") if !inv.read_only => (Kind::Info, inv.value.clone(), Some(text), false),
+                Some("UNKNOWN") if !inv.read_only => {
+                    (Kind::Info, inv.value.clone(), Some(text), false)
+                }
                 // Any other server error is definite: nothing was applied.
                 Some(_) => (Kind::Fail, inv.value.clone(), Some(text), true),
                 // The connection failed: a read simply failed, a write is unknown.
@@ -166,8 +183,18 @@ fn classify(inv: &Invocation, r: Result<redis::RedisResult<Done>, ()>) -> (Kind,
                 None => (Kind::Info, inv.value.clone(), Some(text), false),
             }
         }
-        Err(()) if inv.read_only => (Kind::Fail, inv.value.clone(), Some("timed out".into()), false),
-        Err(()) => (Kind::Info, inv.value.clone(), Some("timed out".into()), false),
+        Err(()) if inv.read_only => (
+            Kind::Fail,
+            inv.value.clone(),
+            Some("timed out".into()),
+            false,
+        ),
+        Err(()) => (
+            Kind::Info,
+            inv.value.clone(),
+            Some("timed out".into()),
+            false,
+        ),
     }
 }
 
@@ -207,16 +234,26 @@ pub async fn run(
                 } else {
                     rng.pick(&topo.nodes).0
                 };
-                rec.record(Kind::Invoke, process, inv.f, inv.value.clone(), Some(node), None);
+                rec.record(
+                    Kind::Invoke,
+                    process,
+                    inv.f,
+                    inv.value.clone(),
+                    Some(node),
+                    None,
+                );
                 let result = tokio::time::timeout(opts.op_timeout, async {
-                    if !conns.contains_key(&node) {
+                    let conn = match conns.entry(node) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                         // Not connected: nothing was sent, so the operation failed.
-                        match connect(topo.addr(node), opts.op_timeout / 2).await {
-                            Ok(c) => conns.insert(node, c),
-                            Err(e) => return Ok(Done::Fail(e)),
-                        };
-                    }
-                    w.run(conns.get_mut(&node).expect("conn"), &inv).await
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            match connect(topo.addr(node), opts.op_timeout / 2).await {
+                                Ok(c) => e.insert(c),
+                                Err(why) => return Ok(Done::Fail(why)),
+                            }
+                        }
+                    };
+                    w.run(conn, &inv).await
                 })
                 .await
                 .map_err(|_| ());
@@ -254,7 +291,14 @@ pub async fn final_reads(
         loop {
             let (node, addr) = topo.nodes[attempt % topo.nodes.len()];
             attempt += 1;
-            rec.record(Kind::Invoke, process, "read", serde_json::json!([key, null]), Some(node), None);
+            rec.record(
+                Kind::Invoke,
+                process,
+                "read",
+                serde_json::json!([key, null]),
+                Some(node),
+                None,
+            );
             let r = async {
                 let mut c = connect(addr, Duration::from_secs(5)).await?;
                 tokio::time::timeout(Duration::from_secs(5), workload.final_read(&mut c, key))
@@ -269,9 +313,18 @@ pub async fn final_reads(
                     break;
                 }
                 Err(e) => {
-                    rec.record(Kind::Fail, process, "read", serde_json::json!([key, null]), Some(node), Some(e.clone()));
+                    rec.record(
+                        Kind::Fail,
+                        process,
+                        "read",
+                        serde_json::json!([key, null]),
+                        Some(node),
+                        Some(e.clone()),
+                    );
                     if Instant::now() >= deadline {
-                        return Err(format!("final read of {key} failed until the deadline: {e}"));
+                        return Err(format!(
+                            "final read of {key} failed until the deadline: {e}"
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }

@@ -64,7 +64,14 @@ pub trait Workload: Send + Sync {
         _conn: &'a mut MultiplexedConnection,
         key: &'a str,
     ) -> BoxFuture<'a, redis::RedisResult<Value>> {
-        Box::pin(async move { Err((redis::ErrorKind::ClientError, "no final read", key.to_string()).into()) })
+        Box::pin(async move {
+            Err((
+                redis::ErrorKind::ClientError,
+                "no final read",
+                key.to_string(),
+            )
+                .into())
+        })
     }
     fn check(&self, history: &[Op], budget: Duration) -> Verdict;
 }
@@ -91,7 +98,9 @@ pub struct KeyPool {
 
 impl KeyPool {
     pub fn new(prefix: &'static str, active: usize, per_key: u32) -> KeyPool {
-        let keys = (0..active as u64).map(|i| (format!("{prefix}{i}"), 0)).collect();
+        let keys = (0..active as u64)
+            .map(|i| (format!("{prefix}{i}"), 0))
+            .collect();
         KeyPool {
             prefix,
             per_key,
@@ -161,7 +170,12 @@ pub fn int(v: &redis::Value) -> Option<i64> {
 /// A reply that is an array of integers (SMEMBERS, LRANGE).
 pub fn ints(v: &redis::Value) -> redis::RedisResult<Vec<i64>> {
     let bad = || -> redis::RedisError {
-        (redis::ErrorKind::TypeError, "expected an array of integers", format!("{v:?}")).into()
+        (
+            redis::ErrorKind::TypeError,
+            "expected an array of integers",
+            format!("{v:?}"),
+        )
+            .into()
     };
     match v {
         redis::Value::Array(items) | redis::Value::Set(items) => {

@@ -88,4 +88,3 @@ impl Workload for Register {
         linear::check_register(history, budget)
     }
 }
-
