@@ -690,7 +690,9 @@ fn planted_stale_read() -> bool {
     *ON.get_or_init(|| {
         let on = std::env::var("SHARDIS_PLANTED_BUG").is_ok_and(|v| v == "stale-read");
         if on {
-            tracing::warn!("PLANTED BUG ON: reads skip the read barrier (SHARDIS_PLANTED_BUG=stale-read)");
+            tracing::warn!(
+                "PLANTED BUG ON: reads skip the read barrier (SHARDIS_PLANTED_BUG=stale-read)"
+            );
         }
         on
     })

@@ -230,6 +230,9 @@ pub async fn run_forwarded(
     cmds: Vec<Vec<Bytes>>,
     resp3: bool,
 ) -> Vec<Reply> {
+    // The commands arrived now: TTLs are judged from here (the cached clock may be
+    // as old as the last client read or cron tick).
+    server.clock.refresh();
     let mut c = ClientState::new(server.clients.detached(), true);
     if resp3 {
         c.proto = crate::resp::Protocol::Resp3;

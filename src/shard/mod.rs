@@ -289,10 +289,22 @@ impl ShardState {
 
     /// Makes an operation an entry: the leader's time and a fresh seed.
     pub fn stamp(&mut self, op: Op) -> WriteEntry {
+        let time_ms = self.now();
+        // The leader knows when it stamped: anchoring the log's time here rather than
+        // at the apply (a commit later) keeps a slow-clocked leader's time exact.
+        self.observe_time(time_ms);
         WriteEntry {
-            time_ms: self.now(),
+            time_ms,
             seed: self.seeds.next_u64(),
             op,
+        }
+    }
+
+    /// The log's time reached `time_ms` now.
+    fn observe_time(&mut self, time_ms: u64) {
+        if time_ms > self.log_time {
+            self.log_time = time_ms;
+            self.log_time_at = Some(Instant::now());
         }
     }
 
@@ -300,10 +312,7 @@ impl ShardState {
     /// and the entry.
     pub fn apply(&mut self, entry: &WriteEntry) -> Vec<Reply> {
         self.applied += 1;
-        if entry.time_ms > self.log_time {
-            self.log_time = entry.time_ms;
-            self.log_time_at = Some(Instant::now());
-        }
+        self.observe_time(entry.time_ms);
         cmd::apply(&mut self.ks, entry, self.settings.limits)
     }
 
@@ -406,7 +415,10 @@ mod tests {
         st.apply(&entry);
         assert!(st.now() >= t, "never behind the log's time");
         std::thread::sleep(Duration::from_millis(40));
-        assert!(st.now() >= t + 40, "runs on in real time from the log's time");
+        assert!(
+            st.now() >= t + 40,
+            "runs on in real time from the log's time"
+        );
         let now = st.now();
         assert!(
             !st.ks.exists(b"k", now),
