@@ -426,6 +426,31 @@ mod tests {
         );
     }
 
+    /// A leader with a slow clock anchors the log's time when it stamps, not when the
+    /// entry commits and applies (a commit later: its time lagged by that much).
+    #[test]
+    fn a_slow_leader_anchors_its_time_at_the_stamp() {
+        let clock = Clock::Cached(Arc::new(AtomicU64::new(now_ms() - 60_000)));
+        let shard = Shard::with(clock, |_| 0);
+        let mut st = shard.lock();
+        let set = |k: &str| Op::Exec(vec![argv(&["SET", k, "v"])]);
+        st.apply(&WriteEntry {
+            time_ms: now_ms(),
+            seed: 1,
+            op: set("a"),
+        });
+        std::thread::sleep(Duration::from_millis(5));
+        let entry = st.stamp(set("b"));
+        std::thread::sleep(Duration::from_millis(40)); // the commit
+        st.apply(&entry);
+        assert!(
+            st.now() >= entry.time_ms + 40,
+            "the time ran on from the stamp: {} < {} + 40",
+            st.now(),
+            entry.time_ms
+        );
+    }
+
     #[test]
     fn active_expiry_deletes_through_the_write_path_on_a_manual_clock() {
         let (shard, clock) = shard_at(1_000_000);
