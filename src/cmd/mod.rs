@@ -174,7 +174,15 @@ pub fn apply(ks: &mut Keyspace, entry: &WriteEntry, limits: ApplyLimits) -> Vec<
             ks.delete_evicted(keys);
             Vec::new()
         }
+        // Migration steps change the shard's migration record too: the shard
+        // applies them (shard::migration).
+        Op::Migrate(_) => vec![Reply::error("ERR migration step outside a shard")],
     }
+}
+
+/// The random seed of the `i`-th command of an entry.
+pub fn command_seed(entry_seed: u64, i: usize) -> u64 {
+    entry_seed.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 fn exec_cmds(
@@ -186,9 +194,7 @@ fn exec_cmds(
     cmds.iter()
         .enumerate()
         .map(|(i, argv)| {
-            let seed = entry
-                .seed
-                .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let seed = command_seed(entry.seed, i);
             let mut ctx = WriteCtx {
                 now: entry.time_ms,
                 rng: Rng::new(seed),

@@ -20,6 +20,7 @@ pub mod access;
 pub mod evict;
 pub mod float;
 pub mod memory;
+pub mod migrate;
 pub mod rng;
 pub mod slab_map;
 pub mod snapshot;
@@ -127,6 +128,9 @@ pub struct Keyspace {
     interest: HashMap<Key, usize>,
     dirty: Vec<Key>,
     slots: SlotIndex,
+    /// A migration's record of changed keys in the range it copies (local soft
+    /// state of the replica driving it).
+    track: Option<migrate::Tracker>,
 }
 
 impl Keyspace {
@@ -237,6 +241,9 @@ impl Keyspace {
             self.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        if let Some(t) = &mut self.track {
+            t.mark(key);
+        }
         let e = self.dict.at_mut(pos).unwrap().1;
         e.access.touch(&self.access_config, now);
         Some(e)
@@ -346,7 +353,7 @@ impl Keyspace {
     }
 
     pub fn flush(&mut self) {
-        let keys: Vec<Key> = if self.interest.is_empty() {
+        let keys: Vec<Key> = if self.interest.is_empty() && self.track.is_none() {
             Vec::new()
         } else {
             self.dict.keys().cloned().collect()
@@ -450,6 +457,9 @@ impl Keyspace {
     /// Records that `key` changed, if anyone is interested in it. Commands that
     /// mutate a value in place through [`Keyspace::write`] call this.
     pub fn modified(&mut self, key: &[u8]) {
+        if let Some(t) = &mut self.track {
+            t.mark(key);
+        }
         if !self.interest.is_empty() && self.interest.contains_key(key) {
             self.dirty.push(key.into());
         }
@@ -474,6 +484,10 @@ impl Keyspace {
     pub fn replace_with(&mut self, mut other: Keyspace) {
         other.interest = std::mem::take(&mut self.interest);
         other.dirty = other.interest.keys().cloned().collect();
+        other.track = self.track.take().map(|mut t| {
+            t.broken = true;
+            t
+        });
         *self = other;
     }
 

@@ -368,6 +368,10 @@ fn run(
         Handler::Server => unreachable!("handled above"),
         Handler::Read(_) => {
             let st = h.shard.lock();
+            if st.migrations.refuses_command(&args) {
+                let reply = Reply::error(crate::shard::migration::TRYAGAIN);
+                return (Flow::Reply(reply), args);
+            }
             let mut ctx = ReadCtx::new(st.now());
             ctx.no_touch = c.no_touch;
             let reply = cmd::execute_read(&st.ks, &mut ctx, spec, &args);

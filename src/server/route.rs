@@ -44,6 +44,7 @@ impl ShardTable {
                 end: proto::SLOTS - 1,
                 shard: 1,
             }],
+            migrations: Vec::new(),
         };
         ShardTable {
             map: Arc::new(map),

@@ -9,6 +9,7 @@
 //! Callers hold the shard's lock for a whole command (or MULTI block), so a write,
 //! the checks before it (WATCH) and the notifications after it are atomic.
 
+pub mod migration;
 pub mod net;
 pub mod raft;
 pub mod replica;
@@ -126,6 +127,9 @@ pub struct ShardState {
     /// suite's clock fault: jepsen/README.md, bugs found).
     log_time: u64,
     log_time_at: Option<Instant>,
+    /// The slot migrations this shard takes part in: the slots it refuses and the
+    /// steps applied (replicated; part of snapshots).
+    pub migrations: migration::Migrations,
 }
 
 /// The OOM refusal for a denyoom command under memory pressure.
@@ -157,6 +161,7 @@ impl Shard {
                 membership: Default::default(),
                 log_time: 0,
                 log_time_at: None,
+                migrations: Default::default(),
             }),
         }
     }
@@ -305,6 +310,38 @@ impl ShardState {
         if entry.time_ms > self.log_time {
             self.log_time = entry.time_ms;
             self.log_time_at = Some(Instant::now());
+        }
+        match &entry.op {
+            Op::Migrate(m) => return vec![self.migrations.apply(&mut self.ks, m, entry.time_ms)],
+            // A transaction's keys share a slot: refused whole.
+            Op::ExecWatched { cmds, .. } if self.migrations.refuses_any(cmds) => {
+                return cmds
+                    .iter()
+                    .map(|_| Reply::error(migration::TRYAGAIN))
+                    .collect();
+            }
+            // Merged batches of independent commands: each is refused or run on its
+            // own, with the seed it would have had in the batch.
+            Op::Exec(cmds) if self.migrations.refuses_any(cmds) => {
+                return cmds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, argv)| {
+                        if self.migrations.refuses_command(argv) {
+                            return Reply::error(migration::TRYAGAIN);
+                        }
+                        let one = WriteEntry {
+                            time_ms: entry.time_ms,
+                            seed: cmd::command_seed(entry.seed, i),
+                            op: Op::Exec(vec![argv.clone()]),
+                        };
+                        cmd::apply(&mut self.ks, &one, self.settings.limits)
+                            .pop()
+                            .unwrap_or(Reply::NilArray)
+                    })
+                    .collect();
+            }
+            _ => {}
         }
         cmd::apply(&mut self.ks, entry, self.settings.limits)
     }

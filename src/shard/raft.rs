@@ -10,6 +10,7 @@
 use super::{Shard, ShardState};
 use crate::keyspace::snapshot as ks_snapshot;
 use crate::resp::Reply;
+use crate::shard::migration::Migrations;
 use crate::storage::SnapshotDir;
 use futures_util::TryStreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -119,7 +120,51 @@ pub fn write_snapshot(st: &ShardState, meta: &SnapshotMeta, w: impl Write) -> io
     w.write_all(&m)?;
     w.write_all(&crc32fast::hash(&m).to_le_bytes())?;
     ks_snapshot::write(&st.ks, &mut w)?;
+    // The migration record, after the keyspace: absent from older files and when
+    // there is none.
+    if !st.migrations.is_empty() {
+        let m = bincode::serde::encode_to_vec(&st.migrations, CFG)
+            .map_err(|e| invalid(e.to_string()))?;
+        w.write_all(MIGRATIONS_MAGIC)?;
+        w.write_all(&(m.len() as u32).to_le_bytes())?;
+        w.write_all(&m)?;
+        w.write_all(&crc32fast::hash(&m).to_le_bytes())?;
+    }
     w.flush()
+}
+
+const MIGRATIONS_MAGIC: &[u8; 8] = b"SHDMIGR1";
+
+/// Reads the optional migration record that follows the keyspace.
+fn read_migrations(r: &mut impl Read) -> io::Result<Migrations> {
+    let mut magic = [0u8; 8];
+    let mut got = 0;
+    while got < magic.len() {
+        match r.read(&mut magic[got..])? {
+            0 if got == 0 => return Ok(Migrations::default()),
+            0 => return Err(invalid("truncated migration record")),
+            n => got += n,
+        }
+    }
+    if &magic != MIGRATIONS_MAGIC {
+        return Err(invalid("unknown record after the keyspace"));
+    }
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 64 * 1024 * 1024 {
+        return Err(invalid("migration record too large"));
+    }
+    let mut m = vec![0u8; len];
+    r.read_exact(&mut m)?;
+    let mut crc = [0u8; 4];
+    r.read_exact(&mut crc)?;
+    if crc32fast::hash(&m) != u32::from_le_bytes(crc) {
+        return Err(invalid("migration record checksum mismatch"));
+    }
+    bincode::serde::decode_from_slice(&m, CFG)
+        .map(|(x, _)| x)
+        .map_err(|e| invalid(format!("bad migration record: {e}")))
 }
 
 /// Reads a snapshot file's meta, leaving the reader at the keyspace stream.
@@ -148,11 +193,12 @@ pub fn read_snapshot_meta(r: &mut impl Read) -> io::Result<SnapshotMeta> {
 }
 
 /// Reads a whole snapshot file: its meta and keyspace.
-fn read_snapshot(path: &Path) -> io::Result<(SnapshotMeta, crate::keyspace::Keyspace)> {
+fn read_snapshot(path: &Path) -> io::Result<(SnapshotMeta, crate::keyspace::Keyspace, Migrations)> {
     let mut r = BufReader::with_capacity(256 * 1024, File::open(path)?);
     let meta = read_snapshot_meta(&mut r)?;
     let ks = ks_snapshot::read(&mut r).map_err(|e| invalid(format!("{e:?}")))?;
-    Ok((meta, ks))
+    let migrations = read_migrations(&mut r)?;
+    Ok((meta, ks, migrations))
 }
 
 pub type Hook = Arc<dyn Fn(&mut ShardState) + Send + Sync>;
@@ -174,9 +220,10 @@ impl ShardSm {
     pub fn open(shard: Arc<Shard>, snaps: SnapshotDir, after_apply: Hook) -> io::Result<ShardSm> {
         let mut current = None;
         if let Some(path) = snaps.latest()? {
-            let (meta, ks) = read_snapshot(&path)?;
+            let (meta, ks, migrations) = read_snapshot(&path)?;
             let mut st = shard.lock();
             st.ks.replace_with(ks);
+            st.migrations = migrations;
             st.raft_applied = meta.last_log_id.clone();
             st.membership = meta.last_membership.clone();
             after_apply(&mut st);
@@ -302,7 +349,7 @@ impl RaftStateMachine<TypeConfig> for ShardSm {
             tmp
         };
         // Validate the whole file before it replaces anything.
-        let (file_meta, ks) = read_snapshot(&tmp)?;
+        let (file_meta, ks, migrations) = read_snapshot(&tmp)?;
         if file_meta.last_log_id != meta.last_log_id {
             return Err(invalid(format!(
                 "snapshot file is for {:?}, expected {:?}",
@@ -313,6 +360,7 @@ impl RaftStateMachine<TypeConfig> for ShardSm {
         {
             let mut st = self.shard.lock();
             st.ks.replace_with(ks);
+            st.migrations = migrations;
             st.raft_applied = meta.last_log_id.clone();
             st.membership = meta.last_membership.clone();
             (self.after_apply)(&mut st);
@@ -474,6 +522,61 @@ mod tests {
         for d in [da, db, dc] {
             std::fs::remove_dir_all(d).unwrap();
         }
+    }
+
+    /// A fence in the log refuses later writes to its slots (only those commands of a
+    /// merged batch), and the migration record survives a snapshot and a restart.
+    #[tokio::test]
+    async fn a_fence_refuses_writes_in_apply_and_survives_snapshots() {
+        use proto::MigrateOp;
+        let d = temp_dir("fence");
+        let mut sm = sm_in(&d);
+        let inside = (0..)
+            .map(|i| format!("in{i}"))
+            .find(|k| proto::key_slot(k.as_bytes()) < 100)
+            .unwrap();
+        let outside = (0..)
+            .map(|i| format!("out{i}"))
+            .find(|k| proto::key_slot(k.as_bytes()) >= 100)
+            .unwrap();
+        let begin = Op::Migrate(MigrateOp::Begin {
+            id: 3,
+            attempt: 1,
+            start: 0,
+            end: 99,
+            source: true,
+        });
+        let fence = Op::Migrate(MigrateOp::Fence { id: 3, attempt: 1 });
+        let batch = Op::Exec(vec![
+            argv(&["SET", &outside, "1"]),
+            argv(&["SET", &inside, "1"]),
+        ]);
+        apply_all(
+            &mut sm,
+            &[entry(1, 1_000, 1, begin), entry(2, 1_000, 2, fence)],
+        )
+        .await;
+        apply_all(&mut sm, &[entry(3, 1_000, 3, batch)]).await;
+        {
+            let st = sm.shard().lock();
+            assert!(
+                st.ks.exists(outside.as_bytes(), 1_000),
+                "the other slot's write ran"
+            );
+            assert!(
+                !st.ks.exists(inside.as_bytes(), 1_000),
+                "the fenced slot's write was refused"
+            );
+            assert!(st.migrations.refuses(50));
+        }
+        let snap = sm.build_snapshot().await.unwrap();
+        drop(snap);
+        let restarted = sm_in(&d);
+        let st = restarted.shard().lock();
+        assert!(st.migrations.refuses(50) && !st.migrations.refuses(100));
+        assert_eq!(st.migrations.steps.get(&3).map(|s| s.attempt), Some(1));
+        drop(st);
+        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[tokio::test]

@@ -803,6 +803,7 @@ mod tests {
                     Op::ExpireKeys(_) => "expire".into(),
                     Op::ExecWatched { .. } => "watched".into(),
                     Op::EvictKeys(_) => "evict".into(),
+                    Op::Migrate(_) => "migrate".into(),
                 };
                 (kind, w.iter().map(|(n, _)| *n).collect())
             })

@@ -183,6 +183,12 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
                 unwatch_all(server, c);
                 Reply::NilArray
             }
+            // The slot is being migrated: the whole transaction was refused, and the
+            // client retries it (as Redis Cluster's TRYAGAIN).
+            Ok(replies) if crate::shard::migration::refused(&replies) => {
+                unwatch_all(server, c);
+                replies[0].clone()
+            }
             Ok(replies) => assemble(server, c, queued, replies),
             Err(e) => {
                 unwatch_all(server, c);
