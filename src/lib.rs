@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod keyspace;
 pub mod meta;
 pub mod node;
+pub mod reshard;
 pub mod resp;
 pub mod router;
 pub mod server;

@@ -73,6 +73,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     srv("readonly", 1, LOADING | STALE | FAST, CONN, "cluster", "3.0.0", "Enables read queries for a connection to a cluster replica node"),
     srv("readwrite", 1, LOADING | STALE | FAST, CONN, "cluster", "3.0.0", "Disables read queries for a connection to a cluster replica node"),
     srv("asking", 1, FAST, CONN, "cluster", "3.0.0", "Sent by cluster clients after an -ASK redirect"),
+    srv("shardis", -2, ADMIN | NO_MULTI, &["admin", "slow", "dangerous"], "cluster", "1.0.0", "shardis cluster administration: STATUS, PROGRESS, RESHARD, MOVE, SPLIT"),
     CommandSpec {
         subcommands: CLUSTER_SUBCOMMANDS,
         ..srv("cluster", -2, 0, &["slow"], "cluster", "3.0.0", "A container for cluster commands")

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use proto::map::ClusterMap;
 use proto::Op;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The meta group's Raft group id.
@@ -35,6 +36,9 @@ pub struct Meta {
     /// The encoded map last published, to publish only changes.
     last: Mutex<Option<Bytes>>,
 }
+
+/// How long [`Meta::update`] keeps trying before it gives up.
+const UPDATE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// The map stored in a meta keyspace, encoded, if any.
 fn stored(st: &ShardState) -> Option<Bytes> {
@@ -73,7 +77,7 @@ impl Meta {
         if last.as_ref() == Some(&bytes) {
             return;
         }
-        match proto::raft_msg::decode::<ClusterMap>(&bytes) {
+        match ClusterMap::decode(&bytes) {
             Ok(map) => {
                 tracing::info!(
                     epoch = map.epoch,
@@ -111,5 +115,61 @@ impl Meta {
             Ok(mut r) => Ok(matches!(r.pop(), Some(Reply::Simple(_)))),
             Err(e) => Err(format!("{:?}", e.reply())),
         }
+    }
+
+    /// Changes the map: `change` computes the next map from the current one (`None`:
+    /// nothing to do, e.g. a retry finds its change already made), and the result is
+    /// stored with the epoch bumped, guarded by the digest of the map it was computed
+    /// from (a compare-and-set in apply: two changers never both move one epoch). On a
+    /// lost race or an unknown outcome it reads the map again and retries, so `change`
+    /// must be safe to re-run. Returns the map as stored (or found).
+    pub async fn update<F>(&self, change: F) -> Result<Arc<ClusterMap>, String>
+    where
+        F: Fn(&ClusterMap) -> Result<Option<ClusterMap>, String>,
+    {
+        let replica = self.replica.get().ok_or("meta group not started")?.clone();
+        let deadline = Instant::now() + UPDATE_DEADLINE;
+        let mut last_err = String::from("no attempt");
+        while Instant::now() < deadline {
+            // The newest committed map, applied here.
+            if let Err(e) = replica.read_barrier().await {
+                last_err = format!("{:?}", e.reply());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let (current, digest) = {
+                let st = self.shard.lock();
+                let now = st.now();
+                let current = match stored(&st) {
+                    Some(b) => ClusterMap::decode(&b)?,
+                    None => return Err("the cluster has no map yet".into()),
+                };
+                (current, st.ks.digest(MAP_KEY, now))
+            };
+            let Some(mut next) = change(&current)? else {
+                return Ok(Arc::new(current));
+            };
+            next.epoch = current.epoch + 1;
+            next.validate()?;
+            let set = vec![
+                Bytes::from_static(b"SET"),
+                Bytes::from_static(MAP_KEY),
+                proto::raft_msg::encode(&next),
+            ];
+            let op = Op::ExecWatched {
+                watched: vec![(Bytes::from_static(MAP_KEY), digest)],
+                cmds: vec![set],
+            };
+            match replica.write(op).await {
+                Ok(r) if !r.is_empty() => return Ok(Arc::new(next)),
+                // Someone else changed the map first: compute again from theirs.
+                Ok(_) => last_err = "the map changed meanwhile".into(),
+                Err(e) => {
+                    last_err = format!("{:?}", e.reply());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(format!("could not change the cluster map: {last_err}"))
     }
 }

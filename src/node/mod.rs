@@ -9,7 +9,10 @@
 //! order initializes a new shard's group); clients are served last. Shutdown is the
 //! reverse: leaderships handed over (SIGTERM), clients closed, Raft groups stopped.
 
+mod admin;
+
 use crate::meta::{Meta, MAX_VOTERS, META_GROUP};
+use crate::reshard::Resharder;
 use crate::resp::Reply;
 use crate::router::{self, ClusterView};
 use crate::server::route::{ClusterHooks, ForwardError, Hosted, ShardTable};
@@ -30,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -68,6 +71,8 @@ pub struct Node {
     draining: Mutex<BTreeSet<u64>>,
     /// This node is shutting down.
     stopping: AtomicBool,
+    /// Drives the slot migrations whose source shard this node leads.
+    resharder: OnceLock<Arc<Resharder>>,
 }
 
 /// Runs a node: a single in-memory server without `node-id`, a cluster node with.
@@ -156,6 +161,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         hints: Mutex::new(HashMap::new()),
         draining: Mutex::new(BTreeSet::new()),
         stopping: AtomicBool::new(false),
+        resharder: OnceLock::new(),
     });
     let weak = Arc::downgrade(&node);
     handler.set_on_node(Box::new(move |from, kind, body, respond| {
@@ -204,6 +210,27 @@ pub async fn run(config: Config) -> io::Result<()> {
             ),
         }
     }
+    let resharder = {
+        let (p, l) = (Arc::downgrade(&node), Arc::downgrade(&node));
+        Resharder::new(
+            meta.clone(),
+            Arc::new(move |shard, op| {
+                let n = p.upgrade();
+                Box::pin(async move {
+                    match n {
+                        Some(n) => n.propose_to(shard, op).await,
+                        None => Err("node stopping".into()),
+                    }
+                })
+            }),
+            Arc::new(move |shard| {
+                l.upgrade()
+                    .and_then(|n| n.groups.lock().unwrap().get(&shard).cloned())
+            }),
+        )
+    };
+    let _ = node.resharder.set(resharder.clone());
+    tokio::spawn(resharder.run());
     tokio::spawn(node.clone().follow_map());
     tokio::spawn(node.clone().send_hints());
     tokio::spawn(node.clone().balance_leaders());
@@ -601,6 +628,63 @@ impl Node {
         Err(ForwardError::NotSent(last))
     }
 
+    /// Proposes an operation to `shard`'s log: through the local replica if there is
+    /// one (it forwards to its leader), else to the shard's leader on another node.
+    async fn propose_to(self: Arc<Self>, shard: u64, op: proto::Op) -> Result<Vec<Reply>, String> {
+        let local = self.groups.lock().unwrap().get(&shard).cloned();
+        if let Some(r) = local {
+            return r.write(op).await.map_err(|e| format!("{:?}", e.reply()));
+        }
+        let map = self.server.table().map.clone();
+        let mut targets: Vec<u64> = self.leader_of(shard).into_iter().collect();
+        for n in map.shards.get(&shard).into_iter().flatten() {
+            if !targets.contains(n) {
+                targets.push(*n);
+            }
+        }
+        let timeout = Duration::from_millis((self.config.election_timeout * 10).max(2000));
+        let body = raft_msg::encode(&vec![raft_msg::ForwardWrite {
+            request_id: (self.id << 40) ^ (crate::shard::now_ms() & ((1 << 40) - 1)),
+            op,
+        }]);
+        let mut last = format!("shard {shard} has no replicas");
+        let mut i = 0;
+        while i < targets.len() && i < 8 {
+            let node = targets[i];
+            i += 1;
+            let out = self
+                .transport
+                .call(node, shard, kind::FORWARD_WRITE, body.clone(), timeout)
+                .await;
+            let outcome = match out.map(|b| raft_msg::decode::<Vec<raft_msg::ForwardOutcome>>(&b)) {
+                Ok(Ok(mut o)) if o.len() == 1 => o.pop().unwrap(),
+                Ok(_) => return Err("bad answer from the leader".into()),
+                Err(CallError::Unreachable(e)) | Err(CallError::Refused(e)) => {
+                    last = e;
+                    continue;
+                }
+                Err(e) => return Err(format!("outcome unknown: {e:?}")),
+            };
+            match outcome {
+                raft_msg::ForwardOutcome::Applied(b) => {
+                    return raft_msg::decode::<crate::shard::raft::Applied>(&b).map(|a| a.0)
+                }
+                raft_msg::ForwardOutcome::NotLeader(hint) => {
+                    last = format!("node {node} does not lead shard {shard}");
+                    if let Some((l, _)) = hint {
+                        if !targets[i..].contains(&l) {
+                            targets.insert(i, l);
+                        }
+                    }
+                }
+                raft_msg::ForwardOutcome::Unknown(e) => {
+                    return Err(format!("outcome unknown: {e}"))
+                }
+            }
+        }
+        Err(last)
+    }
+
     /// Hands every leadership held here to another replica; the number moved. Tells
     /// the others first that this node is draining, so no balancer hands any back.
     async fn hand_over(self: Arc<Self>) -> usize {
@@ -639,6 +723,16 @@ impl Node {
 struct Hooks(Weak<Node>);
 
 impl ClusterHooks for Hooks {
+    fn admin(&self, args: Vec<Bytes>) -> BoxFuture<'static, Reply> {
+        let node = self.0.upgrade();
+        Box::pin(async move {
+            match node {
+                Some(n) => admin::run(n, args).await,
+                None => Reply::error("ERR node stopping"),
+            }
+        })
+    }
+
     fn view(&self) -> ClusterView {
         self.0.upgrade().map(|n| n.view()).unwrap_or_default()
     }

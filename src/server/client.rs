@@ -197,6 +197,9 @@ pub struct ClientState {
     pub multi_failed: bool,
     /// Cluster mode: the one slot the queued commands' keys hash to.
     pub multi_slot: Option<u16>,
+    /// A command refused by a migrating slot is being run again (forward mode): its
+    /// refusals are answers, not further retries.
+    pub retrying: bool,
     /// WATCHed keys with whether each was alive when watched and its digest then
     /// (a replicated EXEC carries the digests and aborts in apply if any changed).
     pub watched: Vec<(Bytes, bool, u64)>,
@@ -236,6 +239,7 @@ impl ClientState {
             proto: Protocol::Resp2,
             authenticated,
             multi: None,
+            retrying: false,
             multi_failed: false,
             multi_slot: None,
             watched: Vec::new(),

@@ -7,10 +7,10 @@ use super::exec;
 use super::route::{self, Hosted, Target};
 use super::Server;
 use crate::cmd::{flags, Handler};
-use crate::resp::Protocol;
 use crate::resp::{encode, DecodeLimits, Decoder, Reply};
 use crate::shard::replica::{PendingWrite, Replica};
 use crate::shard::Shard;
+use bytes::Bytes;
 use bytes::BytesMut;
 use proto::Op;
 use std::collections::VecDeque;
@@ -51,7 +51,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
     // Cluster mode: the writes of this batch still in flight (in order), and the shards
     // whose read index this batch already holds.
     let cluster = server.is_cluster();
-    let mut inflight: VecDeque<(PendingWrite, bool)> = VecDeque::new();
+    let mut inflight: Inflight = VecDeque::new();
     let mut barrier_done: Vec<u64> = Vec::new();
 
     'conn: loop {
@@ -107,7 +107,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                             && matches!(handler, Some(Handler::Write(_)))
                             && local_replica.is_some();
                         if !plain_write {
-                            drain(&mut inflight, client.proto, &mut out).await;
+                            drain(&server, &mut client, &mut inflight, &mut out).await;
                         }
                         let read = matches!(handler, Some(Handler::Read(_)));
                         let watch = spec.is_some_and(|s| s.name == "watch");
@@ -178,10 +178,15 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                                 // Proposed (leader) or forwarded (follower) without
                                 // waiting: a pipeline's writes travel together.
                                 Finish::One => {
-                                    inflight.push_back((replica.enqueue(rep.op), silent));
+                                    // The command, to run again if its slot is migrating.
+                                    let again = match &rep.op {
+                                        Op::Exec(cmds) if !server.hot.redirect.load(Ordering::Relaxed) => cmds.first().cloned(),
+                                        _ => None,
+                                    };
+                                    inflight.push_back((replica.enqueue(rep.op), silent, again));
                                 }
                                 Finish::Exec(finish) => {
-                                    drain(&mut inflight, client.proto, &mut out).await;
+                                    drain(&server, &mut client, &mut inflight, &mut out).await;
                                     let r = replica.write(rep.op).await;
                                     let reply = finish(&server, &mut client, r);
                                     if !silent {
@@ -189,7 +194,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                                     }
                                 }
                                 Finish::Blocking { argv, keys, deadline } => {
-                                    drain(&mut inflight, client.proto, &mut out).await;
+                                    drain(&server, &mut client, &mut inflight, &mut out).await;
                                     if write_out(&server, &mut socket, &mut out).await.is_err() {
                                         break 'conn;
                                     }
@@ -203,8 +208,8 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                                 }
                             }
                         }
-                        flow @ (Flow::Forward { .. } | Flow::FanOut(_)) => {
-                            drain(&mut inflight, client.proto, &mut out).await;
+                        flow @ (Flow::Forward { .. } | Flow::FanOut(_) | Flow::Later(_) | Flow::Retry(_)) => {
+                            drain(&server, &mut client, &mut inflight, &mut out).await;
                             barrier_done.clear();
                             for r in exec::resolve(&server, &mut client, flow).await {
                                 if !silent {
@@ -233,7 +238,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                         break 'conn;
                     }
                 }
-                drain(&mut inflight, client.proto, &mut out).await;
+                drain(&server, &mut client, &mut inflight, &mut out).await;
                 barrier_done.clear();
                 if inbuf.len() + decoder.bulk_wanted().unwrap_or(0) > qbuf_limit {
                     tracing::warn!(client = handle.id, "closing client that reached max query buffer length");
@@ -302,11 +307,23 @@ async fn wait_block(
 }
 
 /// Encodes the answers of in-flight writes, in order.
-async fn drain(inflight: &mut VecDeque<(PendingWrite, bool)>, proto: Protocol, out: &mut BytesMut) {
-    while let Some((p, silent)) = inflight.pop_front() {
-        let r = exec::first_reply(p.wait().await);
+/// Pipelined writes waiting for their replies, with the command to run again if its
+/// slot turns out to be migrating (forward mode).
+type Inflight = VecDeque<(PendingWrite, bool, Option<Vec<Bytes>>)>;
+
+async fn drain(
+    server: &Arc<Server>,
+    client: &mut ClientState,
+    inflight: &mut Inflight,
+    out: &mut BytesMut,
+) {
+    while let Some((p, silent, again)) = inflight.pop_front() {
+        let mut r = exec::first_reply(p.wait().await);
+        if let Some(args) = again {
+            r = exec::retry_refused(server, client, args, r).await;
+        }
         if !silent {
-            encode(&r, proto, out);
+            encode(&r, client.proto, out);
         }
     }
 }

@@ -39,6 +39,12 @@ pub enum Flow {
     /// Cluster mode, forward mode: a command over several shards (multi-key commands
     /// across slots, DBSIZE, KEYS, SCAN...), split, run per shard, and combined.
     FanOut(Vec<Bytes>),
+    /// An answer computed off the connection's path (cluster administration, which
+    /// waits on the meta group).
+    Later(futures_util::future::BoxFuture<'static, Reply>),
+    /// Forward mode: a command refused because its slot is migrating (or moved under
+    /// a stale map), to run again once the map moves on (exec::retry_refused).
+    Retry(Vec<Bytes>),
 }
 
 pub struct Replicate {
@@ -194,6 +200,12 @@ pub fn command(
         c.flush(&server.stats);
     }
     let (flow, args) = run(server, c, container, args, target);
+    let flow = match flow {
+        Flow::Reply(r) if crate::server::exec::should_retry(server, c, &r) => {
+            Flow::Retry(args.clone())
+        }
+        other => other,
+    };
     c.after_command_asking(spec.name);
     // One clock read per command: its duration runs from the end of the previous
     // command in the batch (or the batch's start).
@@ -203,7 +215,12 @@ pub fn command(
     let error = match &flow {
         Flow::Reply(r) => r.is_error().then_some(r),
         Flow::Replies(rs) => rs.iter().find(|r| r.is_error()),
-        Flow::Block(_) | Flow::Replicate(_) | Flow::Forward { .. } | Flow::FanOut(_) => None,
+        Flow::Block(_)
+        | Flow::Replicate(_)
+        | Flow::Forward { .. }
+        | Flow::FanOut(_)
+        | Flow::Later(_)
+        | Flow::Retry(_) => None,
     };
     c.stats.record(spec.name, usec, error.is_some());
     if let Some(e) = error {

@@ -68,7 +68,17 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
                 .clone()
                 .expect("replicated flows have a replica");
             match rep.finish {
-                Finish::One => vec![first_reply(replica.write(rep.op).await)],
+                Finish::One => {
+                    let again = match &rep.op {
+                        Op::Exec(cmds) => cmds.first().cloned(),
+                        _ => None,
+                    };
+                    let r = first_reply(replica.write(rep.op).await);
+                    match again {
+                        Some(args) => vec![retry_refused(server, c, args, r).await],
+                        None => vec![r],
+                    }
+                }
                 Finish::Exec(finish) => {
                     let r = replica.write(rep.op).await;
                     vec![finish(server, c, r)]
@@ -95,9 +105,78 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
         Flow::Forward { shard, mut cmds } if cmds.len() == 1 && blocking(&cmds[0]) => {
             vec![forward_blocking(server, c, shard, cmds.remove(0)).await]
         }
+        Flow::Forward { shard, mut cmds } if cmds.len() == 1 => {
+            let args = cmds.remove(0);
+            let r = forward_last(server, c, shard, vec![args.clone()]).await;
+            vec![retry_refused(server, c, args, r).await]
+        }
         Flow::Forward { shard, cmds } => vec![forward_last(server, c, shard, cmds).await],
         Flow::FanOut(args) => vec![fan_out(server, c, args).await],
+        Flow::Later(answer) => vec![answer.await],
+        Flow::Retry(args) => {
+            let first = Reply::error(crate::shard::migration::TRYAGAIN);
+            vec![retry_refused(server, c, args, first).await]
+        }
     }
+}
+
+/// How long a command refused by a migrating slot is retried for a plain client.
+const RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// Whether `reply` refuses a command that a forward-mode client should not see
+/// refused: its slot is fenced for a migration's cutover, or moved and this node's map
+/// (or the forwarding node's) is behind.
+pub fn should_retry(server: &Server, c: &ClientState, reply: &Reply) -> bool {
+    let Reply::Error(e) = reply else {
+        return false;
+    };
+    !c.retrying
+        && c.multi.is_none()
+        && server.is_cluster()
+        && !server
+            .hot
+            .redirect
+            .load(std::sync::atomic::Ordering::Relaxed)
+        && (e.as_ref() == crate::shard::migration::TRYAGAIN || e.starts_with("MOVED "))
+}
+
+/// Runs `args` again while it is refused by a migrating slot (up to [`RETRY_FOR`]),
+/// routed afresh each time: plain clients never see a migration's cutover. A
+/// refused command did not run, so running it again is safe.
+pub async fn retry_refused(
+    server: &Arc<Server>,
+    c: &mut ClientState,
+    args: Vec<Bytes>,
+    first: Reply,
+) -> Reply {
+    if !should_retry(server, c, &first) {
+        return first;
+    }
+    let Some(spec) = super::dispatch::route_spec(&args) else {
+        return first;
+    };
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut wait = Duration::from_millis(2);
+    let mut reply = first;
+    c.retrying = true;
+    while Instant::now() < deadline {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(50));
+        let target = super::route::target(&server.table(), true, spec, &args);
+        reply = match target {
+            Target::Remote { shard, .. } => {
+                forward_last(server, c, shard, vec![args.clone()]).await
+            }
+            t => execute(server, c, args.clone(), t).await,
+        };
+        c.retrying = false;
+        if !should_retry(server, c, &reply) {
+            return reply;
+        }
+        c.retrying = true;
+    }
+    c.retrying = false;
+    reply
 }
 
 fn blocking(args: &[Bytes]) -> bool {

@@ -119,6 +119,8 @@ pub trait ClusterHooks: Send + Sync {
     /// Hands this node's leaderships to other replicas (graceful shutdown); the number
     /// moved.
     fn hand_over(&self) -> BoxFuture<'static, usize>;
+    /// `SHARDIS ...`: cluster administration (status, resharding); the answer.
+    fn admin(&self, args: Vec<Bytes>) -> BoxFuture<'static, Reply>;
 }
 
 /// The target of a command by its keys.

@@ -85,6 +85,10 @@ pub fn run(
         "lastsave" => Reply::Int(info::start_time_secs(server) as i64),
         "wait" => admin::wait(&args),
         "shutdown" => return admin::shutdown(server, c, &args),
+        "shardis" => match server.cluster() {
+            Some(hooks) => return Flow::Later(hooks.admin(args)),
+            None => Reply::error("ERR This instance has cluster support disabled"),
+        },
         n if n.starts_with("pubsub") => pubsub_cmd::pubsub(&server.pubsub, n, &args),
         n if n.starts_with("client") => client_cmd::run(server, c, n, &args),
         n if n.starts_with("cluster") => cluster_cmd::run(server, n, &args),

@@ -239,9 +239,12 @@ fn assemble(
                 // SUBSCRIBE in a transaction: its confirmations go in the block's
                 // reply, as Redis writes them there.
                 Flow::Replies(rs) => replies.extend(rs),
-                Flow::Block(_) | Flow::Replicate(_) | Flow::Forward { .. } | Flow::FanOut(_) => {
-                    replies.push(Reply::NilArray)
-                }
+                Flow::Block(_)
+                | Flow::Replicate(_)
+                | Flow::Forward { .. }
+                | Flow::FanOut(_)
+                | Flow::Later(_)
+                | Flow::Retry(_) => replies.push(Reply::NilArray),
             }
         }
     }
