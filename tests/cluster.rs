@@ -1069,3 +1069,275 @@ fn redis_crate_cluster_client_reads_and_writes_every_slot() {
         assert_eq!(v, ["1", "2"]);
     }
 }
+
+// ---- Online resharding ----
+
+fn admin_json(node: &Node) -> Option<serde_json::Value> {
+    let mut c = node.try_conn()?;
+    match c.cmd(&["SHARDIS", "STATUS"]) {
+        Frame::Bulk(b) => serde_json::from_slice(&b).ok(),
+        _ => None,
+    }
+}
+
+/// Keys hashing into slots `lo..=hi`, `n` of them, named `prefix{i}`.
+fn keys_in(prefix: &str, lo: u16, hi: u16, n: usize) -> Vec<String> {
+    (0u64..)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|k| (lo..=hi).contains(&proto::key_slot(k.as_bytes())))
+        .take(n)
+        .collect()
+}
+
+/// Errors a client may see while slots move and leaders die: all retryable, none a
+/// wrong answer.
+fn retryable(e: &[u8]) -> bool {
+    [&b"CLUSTERDOWN"[..], b"TRYAGAIN", b"UNKNOWN", b"LOADING"]
+        .iter()
+        .any(|p| e.starts_with(p))
+}
+
+/// A range holding over 100k keys moves in three migrations while a writer and a
+/// reader use it, and during each one a different leader is killed -9 mid-copy: the
+/// source shard's, the target shard's, the meta group's. Every acknowledged write
+/// reads back with its last value, every preloaded key with its value, the per-shard
+/// key counts sum to DBSIZE, and clients only ever saw retryable errors.
+#[test]
+fn reshard_under_load_survives_leader_kills() {
+    let mut cl = Cluster::start("reshard", 3, &["--shards", "3"]);
+    cl.wait_all_led(3);
+    let ports: Vec<u16> = cl.nodes.iter().map(|n| n.port).collect();
+    // Shard 1 owns 0-5461 (three equal ranges).
+    let loaded = keys_in("k", 0, 5461, 105_000);
+    {
+        let mut c = cl.nodes[0].conn();
+        for (n, chunk) in loaded.chunks(5000).enumerate() {
+            let cmds: Vec<Vec<String>> = chunk
+                .iter()
+                .map(|k| vec!["SET".into(), k.clone(), format!("v-{k}")])
+                .collect();
+            for r in pipeline(&mut c, &cmds) {
+                assert_eq!(r, ok(), "preload chunk {n}");
+            }
+        }
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Writer: 300 keys in the moving range, each write a new value; per key the last
+    // acknowledged value and the values attempted after it (outcome unknown).
+    let wkeys = keys_in("w", 0, 5461, 300);
+    let writer = {
+        let (stop, ports, wkeys) = (stop.clone(), ports.clone(), wkeys.clone());
+        std::thread::spawn(move || {
+            let mut state: Vec<(Option<u64>, Vec<u64>)> = vec![(None, Vec::new()); wkeys.len()];
+            let mut bad: Vec<String> = Vec::new();
+            let (mut i, mut acked, mut errors) = (0u64, 0u64, 0u64);
+            let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2_000_000 {
+                let port = ports[(i / 100 % 3) as usize];
+                let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    i += 100;
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                drop(s);
+                let mut c = RawConn::connect(port);
+                for _ in 0..100 {
+                    let k = (i % wkeys.len() as u64) as usize;
+                    match c.try_cmd(&["SET", &wkeys[k], &i.to_string()]) {
+                        Some(Frame::Simple(_)) => {
+                            state[k] = (Some(i), Vec::new());
+                            acked += 1;
+                        }
+                        Some(Frame::Error(e)) if retryable(&e) => {
+                            errors += 1;
+                            let kind = String::from_utf8_lossy(&e[..e.len().min(40)]).into_owned();
+                            *kinds.entry(kind).or_insert(0u64) += 1;
+                            if e.starts_with(b"UNKNOWN") {
+                                state[k].1.push(i);
+                            }
+                        }
+                        Some(other) => bad.push(format!("SET {} -> {other:?}", wkeys[k])),
+                        None => {
+                            state[k].1.push(i);
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            (state, acked, errors, bad, kinds)
+        })
+    };
+    // Reader: preloaded keys must read their value (or a retryable error).
+    let reader = {
+        let (stop, ports, loaded) = (stop.clone(), ports.clone(), loaded.clone());
+        std::thread::spawn(move || {
+            let (mut reads, mut bad) = (0u64, Vec::<String>::new());
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5_000_000 {
+                let port = ports[(i / 200 % 3) as usize];
+                let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    i += 200;
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                drop(s);
+                let mut c = RawConn::connect(port);
+                for _ in 0..200 {
+                    let k = &loaded[(i * 7919) % loaded.len()];
+                    match c.try_cmd(&["GET", k]) {
+                        Some(Frame::Bulk(v)) if v == format!("v-{k}").as_bytes() => reads += 1,
+                        Some(Frame::Error(e)) if retryable(&e) => {}
+                        Some(other) => bad.push(format!("GET {k} -> {other:?}")),
+                        None => break,
+                    }
+                    i += 1;
+                }
+            }
+            (reads, bad)
+        })
+    };
+    // Three moves, a different leader killed mid-copy in each.
+    let moves: [(u16, u16, u64, &str); 3] = [
+        (0, 1999, 2, "source"),
+        (2000, 3999, 3, "target"),
+        (4000, 5461, 2, "meta"),
+    ];
+    for (start, end, to, victim_role) in moves {
+        let leaders = cl.wait_all_led(3);
+        let meta_leader: u64 = cl.nodes[0]
+            .shard_info(0)
+            .and_then(|i| i.get("raft_leader_id").and_then(|v| v.parse().ok()))
+            .expect("meta leader");
+        let victim = match victim_role {
+            "source" => leaders[&1],
+            "target" => leaders[&to],
+            _ => meta_leader,
+        };
+        let r = cl.nodes[0].conn().cmd(&[
+            "SHARDIS",
+            "RESHARD",
+            &start.to_string(),
+            &end.to_string(),
+            &to.to_string(),
+        ]);
+        assert!(
+            matches!(r, Frame::Int(_)),
+            "RESHARD {start}-{end} to {to}: {r:?}"
+        );
+        // Kill once the copy is under way (the driver claimed its first attempt).
+        wait_for(
+            "the migration's first attempt",
+            Duration::from_secs(20),
+            || {
+                admin_json(&cl.nodes[0]).is_some_and(|s| {
+                    s["migrations"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|m| m["attempt"].as_u64() >= Some(1)))
+                })
+            },
+        );
+        std::thread::sleep(Duration::from_millis(150));
+        let vi = cl.nodes.iter().position(|n| n.id == victim).unwrap();
+        cl.nodes[vi].kill9();
+        std::thread::sleep(Duration::from_millis(300));
+        cl.nodes[vi].start(&[]);
+        wait_for(
+            &format!("the move of {start}-{end} to shard {to} to finish (killed the {victim_role} leader, node {victim})"),
+            Duration::from_secs(90),
+            || {
+                cl.nodes.iter().all(|n| {
+                    admin_json(n).is_some_and(|s| {
+                        s["migrations"].as_array().is_some_and(|m| m.is_empty())
+                            && (start..=end).step_by(97).all(|slot| {
+                                s["shards"].as_array().unwrap().iter().any(|sh| {
+                                    sh["id"].as_u64() == Some(to)
+                                        && sh["ranges"].as_array().unwrap().iter().any(|r| {
+                                            let (a, b) = r.as_str().unwrap().split_once('-').unwrap();
+                                            a.parse::<u16>().unwrap() <= slot && slot <= b.parse::<u16>().unwrap()
+                                        })
+                                })
+                            })
+                    })
+                })
+            },
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (state, acked, errors, wbad, kinds) = writer.join().expect("writer");
+    let (reads, rbad) = reader.join().expect("reader");
+    eprintln!("reshard: writer {acked} acknowledged, {errors} retryable errors {kinds:?}; reader {reads} good reads");
+    assert!(
+        wbad.is_empty(),
+        "the writer saw non-retryable answers: {:?}",
+        &wbad[..wbad.len().min(10)]
+    );
+    assert!(
+        rbad.is_empty(),
+        "the reader saw wrong answers: {:?}",
+        &rbad[..rbad.len().min(10)]
+    );
+    assert!(acked > 200 && reads > 200, "the clients made progress");
+    cl.wait_all_led(3);
+    let mut c = cl.nodes[1].conn();
+    // Every preloaded key, through one node.
+    for chunk in loaded.chunks(5000) {
+        let cmds: Vec<Vec<String>> = chunk
+            .iter()
+            .map(|k| vec!["GET".into(), k.clone()])
+            .collect();
+        for (k, r) in chunk.iter().zip(pipeline(&mut c, &cmds)) {
+            assert_eq!(r, bulk(&format!("v-{k}")), "preloaded key {k}");
+        }
+    }
+    // Every acknowledged write, with its last value (or a later one whose outcome was
+    // unknown).
+    for (k, (last, maybe)) in wkeys.iter().zip(&state) {
+        let r = c.cmd(&["GET", k]);
+        let got: Option<u64> = match &r {
+            Frame::Bulk(v) => Some(String::from_utf8_lossy(v).parse().unwrap()),
+            Frame::NilBulk => None,
+            other => panic!("GET {k}: {other:?}"),
+        };
+        let fine = got == *last || got.is_some_and(|g| maybe.contains(&g));
+        assert!(
+            fine,
+            "{k}: read {got:?}, last acknowledged {last:?}, unknown after it {maybe:?}"
+        );
+    }
+    // Nothing duplicated or orphaned: per-slot counts (each slot's owner) sum to
+    // DBSIZE, and so do the keys each shard holds.
+    let Frame::Int(dbsize) = c.cmd(&["DBSIZE"]) else {
+        panic!("DBSIZE")
+    };
+    let counts: Vec<Vec<String>> = (0..16384)
+        .map(|s| vec!["CLUSTER".into(), "COUNTKEYSINSLOT".into(), s.to_string()])
+        .collect();
+    let per_slot: i64 = pipeline(&mut c, &counts)
+        .into_iter()
+        .map(|f| match f {
+            Frame::Int(n) => n,
+            other => panic!("COUNTKEYSINSLOT: {other:?}"),
+        })
+        .sum();
+    assert_eq!(per_slot, dbsize, "per-slot key counts vs DBSIZE");
+    assert!(dbsize as usize >= loaded.len());
+    wait_for(
+        "every replica of every shard to hold DBSIZE keys in all",
+        Duration::from_secs(20),
+        || {
+            cl.nodes.iter().all(|n| {
+                admin_json(n).is_some_and(|s| {
+                    s["shards"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|sh| sh["keys_here"].as_i64().unwrap_or(-1))
+                        .sum::<i64>()
+                        == dbsize
+                })
+            })
+        },
+    );
+}
