@@ -1,6 +1,7 @@
 //! shardis: a Redis-compatible data tier. See README.md for the map from concepts
 //! to files; ../shared/DESIGN.md for the layers (lower layers never import higher).
 
+pub mod admin;
 pub mod cmd;
 pub mod keyspace;
 pub mod meta;

@@ -35,6 +35,63 @@ enum Command {
         )]
         settings: Vec<String>,
     },
+    /// Administer a running cluster through any of its nodes.
+    Admin {
+        /// A node's client address.
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        node: String,
+        /// Machine-readable output (one JSON document).
+        #[arg(long, global = true)]
+        json: bool,
+        /// Start a long operation and return without following its progress.
+        #[arg(long, global = true)]
+        no_wait: bool,
+        /// Give up following a long operation after this many seconds (it goes on).
+        #[arg(long, global = true, default_value_t = 3600)]
+        timeout: u64,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Nodes, shards (replicas, leader, slot ranges, keys, replication lag) and
+    /// migrations in flight.
+    Status,
+    /// Move slots to a shard: `--slots A-B --to SHARD`, or `--count N --from S --to SHARD`
+    /// (the last N slots of shard S).
+    Reshard {
+        #[arg(long, value_name = "A-B")]
+        slots: Option<String>,
+        #[arg(long)]
+        count: Option<u32>,
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: u64,
+    },
+    /// A new shard takes the upper half of SHARD's largest slot range.
+    Split { shard: u64 },
+}
+
+fn admin_action(a: AdminAction) -> Result<shardis::admin::Action, String> {
+    use shardis::admin::Action;
+    Ok(match a {
+        AdminAction::Status => Action::Status,
+        AdminAction::Split { shard } => Action::Split { shard },
+        AdminAction::Reshard { slots: Some(r), count: None, from: None, to } => {
+            let (a, b) = r.split_once('-').unwrap_or((&r, &r));
+            let parse = |x: &str| x.trim().parse::<u16>().map_err(|_| format!("--slots: bad slot '{x}'"));
+            Action::Reshard { start: parse(a)?, end: parse(b)?, to }
+        }
+        AdminAction::Reshard { slots: None, count: Some(count), from: Some(from), to } => {
+            Action::Move { count, from, to }
+        }
+        AdminAction::Reshard { .. } => {
+            return Err("reshard takes either --slots A-B --to SHARD or --count N --from SHARD --to SHARD".into())
+        }
+    })
 }
 
 fn build_config(file: Option<PathBuf>, settings: &[String]) -> Result<Config, String> {
@@ -65,6 +122,28 @@ fn build_config(file: Option<PathBuf>, settings: &[String]) -> Result<Config, St
 fn main() {
     let cli = Cli::parse();
     match cli.command {
+        Command::Admin { node, json, no_wait, timeout, action } => {
+            let action = match admin_action(action) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("shardis admin: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let o = shardis::admin::Options {
+                node,
+                json,
+                no_wait,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            if let Err(f) = shardis::admin::run(action, &o) {
+                if json {
+                    println!("{}", serde_json::json!({"error": f.message()}));
+                }
+                eprintln!("shardis admin: {}", f.message());
+                std::process::exit(f.exit_code());
+            }
+        }
         Command::Server { config, settings } => {
             let config = match build_config(config, &settings) {
                 Ok(c) => c,
