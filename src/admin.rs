@@ -57,7 +57,10 @@ impl Conn {
     fn read(&mut self) -> Result<Answer, String> {
         let l = self.line()?;
         let (t, rest) = l.split_at(1.min(l.len()));
-        let n = || rest.parse::<i64>().map_err(|_| format!("bad reply line '{l}'"));
+        let n = || {
+            rest.parse::<i64>()
+                .map_err(|_| format!("bad reply line '{l}'"))
+        };
         Ok(match t {
             "+" => Answer::Ok(rest.to_string()),
             "-" => Answer::Error(rest.to_string()),
@@ -86,7 +89,9 @@ impl Conn {
 
     fn json(&mut self, args: &[&str]) -> Result<serde_json::Value, Failure> {
         match self.call(args).map_err(Failure::Unreachable)? {
-            Answer::Bulk(b) => serde_json::from_slice(&b).map_err(|e| Failure::Refused(e.to_string())),
+            Answer::Bulk(b) => {
+                serde_json::from_slice(&b).map_err(|e| Failure::Refused(e.to_string()))
+            }
             Answer::Error(e) => Err(Failure::Refused(e)),
             other => Err(Failure::Refused(format!("unexpected answer {other:?}"))),
         }
@@ -143,17 +148,36 @@ pub fn run(action: Action, o: &Options) -> Result<(), Failure> {
             }
             return Ok(());
         }
-        Action::Reshard { start, end, to } => {
-            start_migration(&mut c, &["SHARDIS", "RESHARD", &start.to_string(), &end.to_string(), &to.to_string()])?
+        Action::Reshard { start, end, to } => start_migration(
+            &mut c,
+            &[
+                "SHARDIS",
+                "RESHARD",
+                &start.to_string(),
+                &end.to_string(),
+                &to.to_string(),
+            ],
+        )?,
+        Action::Move { count, from, to } => start_migration(
+            &mut c,
+            &[
+                "SHARDIS",
+                "MOVE",
+                &count.to_string(),
+                &from.to_string(),
+                &to.to_string(),
+            ],
+        )?,
+        Action::Split { shard } => {
+            start_migration(&mut c, &["SHARDIS", "SPLIT", &shard.to_string()])?
         }
-        Action::Move { count, from, to } => {
-            start_migration(&mut c, &["SHARDIS", "MOVE", &count.to_string(), &from.to_string(), &to.to_string()])?
-        }
-        Action::Split { shard } => start_migration(&mut c, &["SHARDIS", "SPLIT", &shard.to_string()])?,
     };
     if o.no_wait {
         if o.json {
-            println!("{}", serde_json::json!({"migration": id, "state": "started"}));
+            println!(
+                "{}",
+                serde_json::json!({"migration": id, "state": "started"})
+            );
         } else {
             println!("migration {id} started");
         }
@@ -173,9 +197,15 @@ fn start_migration(c: &mut Conn, args: &[&str]) -> Result<u64, Failure> {
 /// Progress of migration `id` from whichever node drives it.
 fn progress_of(status: &serde_json::Value, id: u64) -> Option<serde_json::Value> {
     for n in status["nodes"].as_array()? {
-        let Some(addr) = n["client"].as_str() else { continue };
-        let Ok(mut c) = Conn::connect(addr) else { continue };
-        let Ok(p) = c.json(&["SHARDIS", "PROGRESS"]) else { continue };
+        let Some(addr) = n["client"].as_str() else {
+            continue;
+        };
+        let Ok(mut c) = Conn::connect(addr) else {
+            continue;
+        };
+        let Ok(p) = c.json(&["SHARDIS", "PROGRESS"]) else {
+            continue;
+        };
         if let Some(x) = p.as_array()?.iter().find(|x| x["id"].as_u64() == Some(id)) {
             return Some(x.clone());
         }
@@ -196,7 +226,8 @@ fn follow(c: &mut Conn, id: u64, o: &Options) -> Result<(), Failure> {
         let Some(m) = m else {
             let elapsed = start.elapsed().as_secs_f64();
             if o.json {
-                let mut out = serde_json::json!({"migration": id, "state": "done", "seconds": elapsed});
+                let mut out =
+                    serde_json::json!({"migration": id, "state": "done", "seconds": elapsed});
                 if let Some(p) = p {
                     out["keys_moved"] = p["keys_copied"].clone();
                     out["pause_us"] = p["pause_us"].clone();
@@ -229,7 +260,10 @@ fn follow(c: &mut Conn, id: u64, o: &Options) -> Result<(), Failure> {
                         p["keys_copied"].as_u64().unwrap_or(0),
                         p["keys_total"].as_u64().unwrap_or(0),
                     );
-                    let secs = (crate::shard::now_ms().saturating_sub(p["started_ms"].as_u64().unwrap_or(0))) as f64 / 1000.0;
+                    let secs = (crate::shard::now_ms()
+                        .saturating_sub(p["started_ms"].as_u64().unwrap_or(0)))
+                        as f64
+                        / 1000.0;
                     let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
                     let eta = if rate > 0.0 && total > done {
                         format!("{:.0} s", (total - done) as f64 / rate)
@@ -242,7 +276,11 @@ fn follow(c: &mut Conn, id: u64, o: &Options) -> Result<(), Failure> {
                         p["attempt"]
                     )
                 }
-                None => format!("migration {id}: {} (attempt {})", m["phase"].as_str().unwrap_or("?"), m["attempt"]),
+                None => format!(
+                    "migration {id}: {} (attempt {})",
+                    m["phase"].as_str().unwrap_or("?"),
+                    m["attempt"]
+                ),
             };
             if line != last_line {
                 eprintln!("{line}");
@@ -260,11 +298,21 @@ fn print_status(s: &serde_json::Value) {
     );
     println!("nodes:");
     for n in s["nodes"].as_array().into_iter().flatten() {
-        println!("  {:>3}  client {}  peer {}", n["id"], n["client"].as_str().unwrap_or("?"), n["peer"].as_str().unwrap_or("?"));
+        println!(
+            "  {:>3}  client {}  peer {}",
+            n["id"],
+            n["client"].as_str().unwrap_or("?"),
+            n["peer"].as_str().unwrap_or("?")
+        );
     }
     println!("shards:");
     for sh in s["shards"].as_array().into_iter().flatten() {
-        let ranges: Vec<&str> = sh["ranges"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+        let ranges: Vec<&str> = sh["ranges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
         let lag = sh
             .get("replication_lag")
             .map(|l| format!("  lag {l}"))
@@ -276,7 +324,9 @@ fn print_status(s: &serde_json::Value) {
             sh["replicas"],
             sh["slots"],
             ranges.join(" "),
-            sh.get("keys_here").map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+            sh.get("keys_here")
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "-".into()),
         );
     }
     let migrations = s["migrations"].as_array().cloned().unwrap_or_default();
@@ -287,7 +337,13 @@ fn print_status(s: &serde_json::Value) {
         for m in migrations {
             println!(
                 "  {:>3}  slots {}-{}  shard {} -> {}  {} (attempt {})",
-                m["id"], m["start"], m["end"], m["from"], m["to"], m["phase"].as_str().unwrap_or("?"), m["attempt"]
+                m["id"],
+                m["start"],
+                m["end"],
+                m["from"],
+                m["to"],
+                m["phase"].as_str().unwrap_or("?"),
+                m["attempt"]
             );
         }
     }

@@ -80,16 +80,35 @@ fn admin_action(a: AdminAction) -> Result<shardis::admin::Action, String> {
     Ok(match a {
         AdminAction::Status => Action::Status,
         AdminAction::Split { shard } => Action::Split { shard },
-        AdminAction::Reshard { slots: Some(r), count: None, from: None, to } => {
+        AdminAction::Reshard {
+            slots: Some(r),
+            count: None,
+            from: None,
+            to,
+        } => {
             let (a, b) = r.split_once('-').unwrap_or((&r, &r));
-            let parse = |x: &str| x.trim().parse::<u16>().map_err(|_| format!("--slots: bad slot '{x}'"));
-            Action::Reshard { start: parse(a)?, end: parse(b)?, to }
+            let parse = |x: &str| {
+                x.trim()
+                    .parse::<u16>()
+                    .map_err(|_| format!("--slots: bad slot '{x}'"))
+            };
+            Action::Reshard {
+                start: parse(a)?,
+                end: parse(b)?,
+                to,
+            }
         }
-        AdminAction::Reshard { slots: None, count: Some(count), from: Some(from), to } => {
-            Action::Move { count, from, to }
-        }
+        AdminAction::Reshard {
+            slots: None,
+            count: Some(count),
+            from: Some(from),
+            to,
+        } => Action::Move { count, from, to },
         AdminAction::Reshard { .. } => {
-            return Err("reshard takes either --slots A-B --to SHARD or --count N --from SHARD --to SHARD".into())
+            return Err(
+                "reshard takes either --slots A-B --to SHARD or --count N --from SHARD --to SHARD"
+                    .into(),
+            )
         }
     })
 }
@@ -122,7 +141,13 @@ fn build_config(file: Option<PathBuf>, settings: &[String]) -> Result<Config, St
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Admin { node, json, no_wait, timeout, action } => {
+        Command::Admin {
+            node,
+            json,
+            no_wait,
+            timeout,
+            action,
+        } => {
             let action = match admin_action(action) {
                 Ok(a) => a,
                 Err(e) => {
