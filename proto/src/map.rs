@@ -6,7 +6,7 @@
 use crate::node::NodeAddr;
 use crate::slot::SLOTS;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMap {
@@ -18,9 +18,15 @@ pub struct ClusterMap {
     pub shards: BTreeMap<u64, Vec<u64>>,
     /// Sorted, non-overlapping, covering ranges of slots and the shard owning each.
     pub ranges: Vec<SlotRange>,
-    /// Slot migrations in flight (added in map version 2; absent from version-1
-    /// encodings, which [`ClusterMap::decode`] still reads).
+    /// Slot migrations in flight (added in map version 2, as the two fields after it;
+    /// absent from version-1 encodings, which [`ClusterMap::decode`] still reads).
     pub migrations: Vec<Migration>,
+    /// Nodes being drained (`remove-node`): their replicas and leaderships move away,
+    /// then they leave `nodes`.
+    pub leaving: BTreeSet<u64>,
+    /// Where shards' replicas should go (rebalancing, draining): each shard's leader
+    /// moves its replicas there one at a time, then the entry goes.
+    pub targets: BTreeMap<u64, Vec<u64>>,
 }
 
 /// The version-1 encoding of the map: everything but the migrations.
@@ -91,7 +97,7 @@ impl ClusterMap {
                         nodes: m.nodes,
                         shards: m.shards,
                         ranges: m.ranges,
-                        migrations: Vec::new(),
+                        ..Default::default()
                     })
                 }),
         }
@@ -216,6 +222,19 @@ impl ClusterMap {
                 }
             }
         }
+        if let Some(n) = self.leaving.iter().find(|n| !self.nodes.contains_key(n)) {
+            return Err(format!("unknown node {n} is leaving"));
+        }
+        for (id, target) in &self.targets {
+            if !self.shards.contains_key(id) {
+                return Err(format!("placement target for unknown shard {id}"));
+            }
+            for (i, n) in target.iter().enumerate() {
+                if !self.nodes.contains_key(n) || target[..i].contains(n) {
+                    return Err(format!("bad placement target for shard {id}: {target:?}"));
+                }
+            }
+        }
         for (id, replicas) in &self.shards {
             if *id == 0 {
                 return Err("shard id 0 is the meta group".into());
@@ -329,10 +348,11 @@ mod tests {
         });
         let bytes = bincode::serde::encode_to_vec(&m, bincode::config::standard()).unwrap();
         // epoch, 1 node (id, peer, client), 1 shard (id, [1]), 1 range (0, 16383 as a
-        // 3-byte varint, shard 1), then (version 2) no migrations.
+        // 3-byte varint, shard 1), then (version 2) no migrations, none leaving, no
+        // placement targets.
         let v1 = vec![1, 1, 1, 1, b'p', 1, b'c', 1, 1, 1, 1, 1, 0, 251, 255, 63, 1];
         let mut v2 = v1.clone();
-        v2.push(0);
+        v2.extend([0, 0, 0]);
         assert_eq!(bytes, v2);
         // A version-1 map (stored before migrations existed) still decodes.
         assert_eq!(ClusterMap::decode(&v1).unwrap(), m);
@@ -348,7 +368,7 @@ mod tests {
             phase: Phase::Copying,
         });
         let v3 = bincode::serde::encode_to_vec(&m, bincode::config::standard()).unwrap();
-        assert_eq!(&v3[v1.len()..], &[1, 9, 0, 10, 1, 2, 1, 0]);
+        assert_eq!(&v3[v1.len()..], &[1, 9, 0, 10, 1, 2, 1, 0, 0, 0]);
         assert_eq!(ClusterMap::decode(&v3).unwrap(), m);
     }
 

@@ -44,7 +44,7 @@ impl ShardTable {
                 end: proto::SLOTS - 1,
                 shard: 1,
             }],
-            migrations: Vec::new(),
+            ..Default::default()
         };
         ShardTable {
             map: Arc::new(map),

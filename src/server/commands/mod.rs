@@ -340,6 +340,9 @@ mod tests {
             fn hand_over(&self) -> futures_util::future::BoxFuture<'static, usize> {
                 Box::pin(async { 0 })
             }
+            fn admin(&self, _: Vec<Bytes>) -> futures_util::future::BoxFuture<'static, Reply> {
+                unreachable!("no administration here")
+            }
         }
         server.enter_cluster(std::sync::Arc::new(Hooks(ClusterView {
             map: map.clone(),
