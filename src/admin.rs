@@ -7,6 +7,21 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+/// One command to `addr` from async code (a joining node): its reply, as text.
+pub async fn call_async(addr: &str, args: &[String]) -> Result<String, String> {
+    let (addr, args) = (addr.to_string(), args.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let mut c = Conn::connect(&addr)?;
+        let refs: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+        match c.call(&refs)? {
+            Answer::Error(e) => Err(e),
+            other => Ok(format!("{other:?}")),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// A reply as far as the admin client needs one.
 #[derive(Debug)]
 pub enum Answer {
@@ -25,7 +40,12 @@ pub struct Conn {
 
 impl Conn {
     pub fn connect(addr: &str) -> Result<Conn, String> {
-        let s = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let sa = std::net::ToSocketAddrs::to_socket_addrs(addr)
+            .map_err(|e| format!("bad address {addr}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("bad address {addr}"))?;
+        let s = TcpStream::connect_timeout(&sa, Duration::from_secs(5))
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(60))).ok();
         let w = s.try_clone().map_err(|e| e.to_string())?;
         Ok(Conn {
@@ -126,6 +146,10 @@ pub enum Action {
     Reshard { start: u16, end: u16, to: u64 },
     Move { count: u32, from: u64, to: u64 },
     Split { shard: u64 },
+    AddNode { addr: String },
+    RemoveNode { id: u64 },
+    Rebalance,
+    Failover { shard: u64, to: Option<u64> },
 }
 
 pub struct Options {
@@ -171,6 +195,24 @@ pub fn run(action: Action, o: &Options) -> Result<(), Failure> {
         Action::Split { shard } => {
             start_migration(&mut c, &["SHARDIS", "SPLIT", &shard.to_string()])?
         }
+        Action::AddNode { addr } => return add_node(&mut c, &addr, o),
+        Action::RemoveNode { id } => {
+            expect_ok(c.call(&["SHARDIS", "REMOVENODE", &id.to_string()]))?;
+            return wait_membership(&mut c, o, &format!("node {id} drained and removed"), |s| {
+                !s["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().any(|n| n["id"].as_u64() == Some(id)))
+            });
+        }
+        Action::Rebalance => {
+            expect_int(c.call(&["SHARDIS", "REBALANCE"]))?;
+            return wait_membership(&mut c, o, "replicas on their placement", |s| {
+                s["placement_targets"]
+                    .as_object()
+                    .is_some_and(|t| t.is_empty())
+            });
+        }
+        Action::Failover { shard, to } => return failover(&mut c, shard, to, o),
     };
     if o.no_wait {
         if o.json {
@@ -184,6 +226,129 @@ pub fn run(action: Action, o: &Options) -> Result<(), Failure> {
         return Ok(());
     }
     follow(&mut c, id, o)
+}
+
+fn expect_ok(r: Result<Answer, String>) -> Result<(), Failure> {
+    match r.map_err(Failure::Unreachable)? {
+        Answer::Ok(_) => Ok(()),
+        Answer::Error(e) => Err(Failure::Refused(e)),
+        other => Err(Failure::Refused(format!("unexpected answer {other:?}"))),
+    }
+}
+
+fn expect_int(r: Result<Answer, String>) -> Result<i64, Failure> {
+    match r.map_err(Failure::Unreachable)? {
+        Answer::Int(n) => Ok(n),
+        Answer::Error(e) => Err(Failure::Refused(e)),
+        other => Err(Failure::Refused(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Follows a membership change until `done(status)`, printing the replica moves
+/// still to make.
+fn wait_membership(
+    c: &mut Conn,
+    o: &Options,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<(), Failure> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let s = c.json(&["SHARDIS", "STATUS"])?;
+        if o.no_wait || done(&s) {
+            let secs = start.elapsed().as_secs_f64();
+            let state = if o.no_wait { "started" } else { "done" };
+            if o.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"state": state, "seconds": secs, "what": what})
+                );
+            } else if o.no_wait {
+                println!("started: {what}");
+            } else {
+                println!("done in {secs:.1} s: {what}");
+            }
+            return Ok(());
+        }
+        if start.elapsed() > o.timeout {
+            return Err(Failure::Refused(format!(
+                "not done after {:?}: {what}; it goes on in the cluster: see `shardis admin status`",
+                o.timeout
+            )));
+        }
+        if !o.json {
+            let pending = s["placement_targets"]
+                .as_object()
+                .map(|t| t.len())
+                .unwrap_or(0);
+            let line = format!("waiting for: {what} ({pending} shards still moving replicas)");
+            if line != last {
+                eprintln!("{line}");
+                last = line;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn add_node(c: &mut Conn, addr: &str, o: &Options) -> Result<(), Failure> {
+    let mut new = Conn::connect(addr).map_err(Failure::Unreachable)?;
+    let me = new.json(&["SHARDIS", "WHOAMI"])?;
+    let id = me["id"]
+        .as_u64()
+        .ok_or_else(|| Failure::Refused("the new node has no id".into()))?;
+    if !me["member"].as_bool().unwrap_or(false) {
+        let client = me["client"].as_str().unwrap_or_default().to_string();
+        let peer = me["peer"].as_str().unwrap_or_default().to_string();
+        expect_ok(c.call(&["SHARDIS", "JOIN", &id.to_string(), &client, &peer]))?;
+    }
+    wait_membership(
+        c,
+        o,
+        &format!("node {id} joined and replicas placed"),
+        |s| {
+            s["nodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n["id"].as_u64() == Some(id)))
+                && s["placement_targets"]
+                    .as_object()
+                    .is_some_and(|t| t.is_empty())
+        },
+    )
+}
+
+fn failover(c: &mut Conn, shard: u64, to: Option<u64>, o: &Options) -> Result<(), Failure> {
+    let s = c.json(&["SHARDIS", "STATUS"])?;
+    let entry = s["shards"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"].as_u64() == Some(shard)).cloned())
+        .ok_or_else(|| Failure::Refused(format!("ERR unknown shard {shard}")))?;
+    let leader = entry["leader"]
+        .as_u64()
+        .ok_or_else(|| Failure::Refused(format!("shard {shard} has no leader now; retry")))?;
+    let addr = s["nodes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(leader)))
+        .and_then(|n| n["client"].as_str())
+        .ok_or_else(|| Failure::Refused(format!("leader node {leader} has no address")))?
+        .to_string();
+    let mut l = Conn::connect(&addr).map_err(Failure::Unreachable)?;
+    let (shard_s, to_s) = (shard.to_string(), to.map(|t| t.to_string()));
+    let mut args = vec!["SHARDIS", "FAILOVER", shard_s.as_str()];
+    if let Some(t) = &to_s {
+        args.push(t);
+    }
+    expect_ok(l.call(&args))?;
+    if o.json {
+        println!(
+            "{}",
+            serde_json::json!({"shard": shard, "from": leader, "to": to, "state": "done"})
+        );
+    } else {
+        println!("shard {shard}: leadership moved off node {leader}");
+    }
+    Ok(())
 }
 
 fn start_migration(c: &mut Conn, args: &[&str]) -> Result<u64, Failure> {

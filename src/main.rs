@@ -73,6 +73,19 @@ enum AdminAction {
     },
     /// A new shard takes the upper half of SHARD's largest slot range.
     Split { shard: u64 },
+    /// Add a started node (its client address; it needs --node-id) to the cluster;
+    /// replicas move to it (auto-rebalance) and the command waits for that.
+    AddNode { addr: String },
+    /// Drain a node (its replicas and leaderships move away), then remove it; it stops.
+    RemoveNode { id: u64 },
+    /// Move shard replicas to their placement on the active nodes, and wait.
+    Rebalance,
+    /// Hand a shard's leadership to another replica (`--to NODE`, or the most caught up).
+    Failover {
+        shard: u64,
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
 
 fn admin_action(a: AdminAction) -> Result<shardis::admin::Action, String> {
@@ -80,6 +93,10 @@ fn admin_action(a: AdminAction) -> Result<shardis::admin::Action, String> {
     Ok(match a {
         AdminAction::Status => Action::Status,
         AdminAction::Split { shard } => Action::Split { shard },
+        AdminAction::AddNode { addr } => Action::AddNode { addr },
+        AdminAction::RemoveNode { id } => Action::RemoveNode { id },
+        AdminAction::Rebalance => Action::Rebalance,
+        AdminAction::Failover { shard, to } => Action::Failover { shard, to },
         AdminAction::Reshard {
             slots: Some(r),
             count: None,

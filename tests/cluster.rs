@@ -1097,6 +1097,218 @@ fn retryable(e: &[u8]) -> bool {
         .any(|p| e.starts_with(p))
 }
 
+/// A writer and a reader running against the cluster while it changes.
+struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Acknowledged writes and right reads so far.
+    progress: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
+    writer: std::thread::JoinHandle<WriterOutcome>,
+    reader: std::thread::JoinHandle<(u64, Vec<String>)>,
+}
+
+/// Per written key: the last acknowledged value, and values written after it whose
+/// outcome is unknown.
+type WriteState = Vec<(Option<u64>, Vec<u64>)>;
+type WriterOutcome = (
+    WriteState,
+    u64,
+    u64,
+    Vec<String>,
+    std::collections::BTreeMap<String, u64>,
+);
+
+fn pick(ports: &Arc<Mutex<Vec<u16>>>, i: u64) -> u16 {
+    let p = ports.lock().unwrap();
+    p[(i as usize) % p.len()]
+}
+
+impl Load {
+    /// Writer: `wkeys` in turn, each write a new value, through the nodes of `ports`
+    /// (which the test may change). Reader: `loaded` keys, which must read `v-KEY`.
+    fn start(ports: Arc<Mutex<Vec<u16>>>, loaded: Vec<String>, wkeys: Vec<String>) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let progress = Arc::new((
+            std::sync::atomic::AtomicU64::new(0),
+            std::sync::atomic::AtomicU64::new(0),
+        ));
+        let writer = {
+            let (stop, ports, progress) = (stop.clone(), ports.clone(), progress.clone());
+            std::thread::spawn(move || {
+                let mut state: WriteState = vec![(None, Vec::new()); wkeys.len()];
+                let mut bad: Vec<String> = Vec::new();
+                let (mut i, mut acked, mut errors) = (0u64, 0u64, 0u64);
+                let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2_000_000 {
+                    let port = pick(&ports, i / 100);
+                    let Some(mut c) = RawConn::try_connect(port) else {
+                        i += 100;
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    for _ in 0..100 {
+                        let k = (i % wkeys.len() as u64) as usize;
+                        match c.try_cmd(&["SET", &wkeys[k], &i.to_string()]) {
+                            Some(Frame::Simple(_)) => {
+                                state[k] = (Some(i), Vec::new());
+                                acked += 1;
+                                progress
+                                    .0
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Some(Frame::Error(e)) if retryable(&e) => {
+                                errors += 1;
+                                let kind =
+                                    String::from_utf8_lossy(&e[..e.len().min(40)]).into_owned();
+                                *kinds.entry(kind).or_insert(0) += 1;
+                                if e.starts_with(b"UNKNOWN") {
+                                    state[k].1.push(i);
+                                }
+                            }
+                            Some(other) => bad.push(format!("SET {} -> {other:?}", wkeys[k])),
+                            None => {
+                                state[k].1.push(i);
+                                break;
+                            }
+                        }
+                        i += 1;
+                    }
+                }
+                (state, acked, errors, bad, kinds)
+            })
+        };
+        let reader = {
+            let (stop, ports, progress) = (stop.clone(), ports.clone(), progress.clone());
+            std::thread::spawn(move || {
+                let (mut reads, mut bad) = (0u64, Vec::<String>::new());
+                let mut i = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5_000_000 {
+                    let port = pick(&ports, (i / 200) as u64);
+                    let Some(mut c) = RawConn::try_connect(port) else {
+                        i += 200;
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    for _ in 0..200 {
+                        let k = &loaded[(i * 7919) % loaded.len()];
+                        match c.try_cmd(&["GET", k]) {
+                            Some(Frame::Bulk(v)) if v == format!("v-{k}").as_bytes() => {
+                                reads += 1;
+                                progress
+                                    .1
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Some(Frame::Error(e)) if retryable(&e) => {}
+                            Some(other) => bad.push(format!("GET {k} -> {other:?}")),
+                            None => break,
+                        }
+                        i += 1;
+                    }
+                }
+                (reads, bad)
+            })
+        };
+        Load {
+            stop,
+            progress,
+            writer,
+            reader,
+        }
+    }
+
+    /// Stops both; asserts they saw only right answers and retryable errors and made
+    /// progress; the writer's state.
+    fn stop(self, what: &str) -> WriteState {
+        // Progress, in operations rather than time: the cluster took writes and
+        // served reads after the changes.
+        let (w0, r0) = (
+            self.progress.0.load(std::sync::atomic::Ordering::Relaxed),
+            self.progress.1.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        wait_for(
+            "the writer and the reader to get 200 more answers each",
+            Duration::from_secs(60),
+            || {
+                self.progress.0.load(std::sync::atomic::Ordering::Relaxed) >= w0 + 200
+                    && self.progress.1.load(std::sync::atomic::Ordering::Relaxed) >= r0 + 200
+            },
+        );
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (state, acked, errors, wbad, kinds) = self.writer.join().expect("writer");
+        let (reads, rbad) = self.reader.join().expect("reader");
+        eprintln!("{what}: writer {acked} acknowledged, {errors} retryable errors {kinds:?}; reader {reads} good reads");
+        assert!(
+            wbad.is_empty(),
+            "the writer saw non-retryable answers: {:?}",
+            &wbad[..wbad.len().min(10)]
+        );
+        assert!(
+            rbad.is_empty(),
+            "the reader saw wrong answers: {:?}",
+            &rbad[..rbad.len().min(10)]
+        );
+        state
+    }
+}
+
+/// Sets every key to `v-KEY` through `node`, again while a leadership moves
+/// (retryable errors), up to a deadline.
+fn preload(node: &Node, keys: &[String]) {
+    let mut c = node.conn();
+    let end = Instant::now() + Duration::from_secs(60);
+    for chunk in keys.chunks(5000) {
+        let mut todo: Vec<&String> = chunk.iter().collect();
+        while !todo.is_empty() {
+            let cmds: Vec<Vec<String>> = todo
+                .iter()
+                .map(|k| vec!["SET".into(), k.to_string(), format!("v-{k}")])
+                .collect();
+            let replies = pipeline(&mut c, &cmds);
+            let mut again = Vec::new();
+            for (k, r) in todo.iter().zip(replies) {
+                match r {
+                    Frame::Simple(_) => {}
+                    Frame::Error(e) if retryable(&e) && Instant::now() < end => again.push(*k),
+                    other => panic!("preload SET {k}: {other:?}"),
+                }
+            }
+            if !again.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            todo = again;
+        }
+    }
+}
+
+/// Every preloaded key reads its value, and every written key its last acknowledged
+/// value (or a later one whose outcome was unknown).
+fn verify_reads(c: &mut RawConn, loaded: &[String], wkeys: &[String], state: &WriteState) {
+    // Every preloaded key, through one node.
+    for chunk in loaded.chunks(5000) {
+        let cmds: Vec<Vec<String>> = chunk
+            .iter()
+            .map(|k| vec!["GET".into(), k.clone()])
+            .collect();
+        for (k, r) in chunk.iter().zip(pipeline(c, &cmds)) {
+            assert_eq!(r, bulk(&format!("v-{k}")), "preloaded key {k}");
+        }
+    }
+    // Every acknowledged write, with its last value (or a later one whose outcome was
+    // unknown).
+    for (k, (last, maybe)) in wkeys.iter().zip(state) {
+        let r = c.cmd(&["GET", k]);
+        let got: Option<u64> = match &r {
+            Frame::Bulk(v) => Some(String::from_utf8_lossy(v).parse().unwrap()),
+            Frame::NilBulk => None,
+            other => panic!("GET {k}: {other:?}"),
+        };
+        let fine = got == *last || got.is_some_and(|g| maybe.contains(&g));
+        assert!(
+            fine,
+            "{k}: read {got:?}, last acknowledged {last:?}, unknown after it {maybe:?}"
+        );
+    }
+}
+
 /// A range holding over 100k keys moves in three migrations while a writer and a
 /// reader use it, and during each one a different leader is killed -9 mid-copy: the
 /// source shard's, the target shard's, the meta group's. Every acknowledged write
@@ -1109,94 +1321,13 @@ fn reshard_under_load_survives_leader_kills() {
     let ports: Vec<u16> = cl.nodes.iter().map(|n| n.port).collect();
     // Shard 1 owns 0-5461 (three equal ranges).
     let loaded = keys_in("k", 0, 5461, 105_000);
-    {
-        let mut c = cl.nodes[0].conn();
-        for (n, chunk) in loaded.chunks(5000).enumerate() {
-            let cmds: Vec<Vec<String>> = chunk
-                .iter()
-                .map(|k| vec!["SET".into(), k.clone(), format!("v-{k}")])
-                .collect();
-            for r in pipeline(&mut c, &cmds) {
-                assert_eq!(r, ok(), "preload chunk {n}");
-            }
-        }
-    }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Writer: 300 keys in the moving range, each write a new value; per key the last
-    // acknowledged value and the values attempted after it (outcome unknown).
+    preload(&cl.nodes[0], &loaded);
     let wkeys = keys_in("w", 0, 5461, 300);
-    let writer = {
-        let (stop, ports, wkeys) = (stop.clone(), ports.clone(), wkeys.clone());
-        std::thread::spawn(move || {
-            let mut state: Vec<(Option<u64>, Vec<u64>)> = vec![(None, Vec::new()); wkeys.len()];
-            let mut bad: Vec<String> = Vec::new();
-            let (mut i, mut acked, mut errors) = (0u64, 0u64, 0u64);
-            let mut kinds = std::collections::BTreeMap::<String, u64>::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2_000_000 {
-                let port = ports[(i / 100 % 3) as usize];
-                let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                    i += 100;
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                drop(s);
-                let mut c = RawConn::connect(port);
-                for _ in 0..100 {
-                    let k = (i % wkeys.len() as u64) as usize;
-                    match c.try_cmd(&["SET", &wkeys[k], &i.to_string()]) {
-                        Some(Frame::Simple(_)) => {
-                            state[k] = (Some(i), Vec::new());
-                            acked += 1;
-                        }
-                        Some(Frame::Error(e)) if retryable(&e) => {
-                            errors += 1;
-                            let kind = String::from_utf8_lossy(&e[..e.len().min(40)]).into_owned();
-                            *kinds.entry(kind).or_insert(0u64) += 1;
-                            if e.starts_with(b"UNKNOWN") {
-                                state[k].1.push(i);
-                            }
-                        }
-                        Some(other) => bad.push(format!("SET {} -> {other:?}", wkeys[k])),
-                        None => {
-                            state[k].1.push(i);
-                            break;
-                        }
-                    }
-                    i += 1;
-                }
-            }
-            (state, acked, errors, bad, kinds)
-        })
-    };
-    // Reader: preloaded keys must read their value (or a retryable error).
-    let reader = {
-        let (stop, ports, loaded) = (stop.clone(), ports.clone(), loaded.clone());
-        std::thread::spawn(move || {
-            let (mut reads, mut bad) = (0u64, Vec::<String>::new());
-            let mut i = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5_000_000 {
-                let port = ports[(i / 200 % 3) as usize];
-                let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                    i += 200;
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                drop(s);
-                let mut c = RawConn::connect(port);
-                for _ in 0..200 {
-                    let k = &loaded[(i * 7919) % loaded.len()];
-                    match c.try_cmd(&["GET", k]) {
-                        Some(Frame::Bulk(v)) if v == format!("v-{k}").as_bytes() => reads += 1,
-                        Some(Frame::Error(e)) if retryable(&e) => {}
-                        Some(other) => bad.push(format!("GET {k} -> {other:?}")),
-                        None => break,
-                    }
-                    i += 1;
-                }
-            }
-            (reads, bad)
-        })
-    };
+    let load = Load::start(
+        Arc::new(Mutex::new(ports.clone())),
+        loaded.clone(),
+        wkeys.clone(),
+    );
     // Three moves, a different leader killed mid-copy in each.
     let moves: [(u16, u16, u64, &str); 3] = [
         (0, 1999, 2, "source"),
@@ -1264,48 +1395,10 @@ fn reshard_under_load_survives_leader_kills() {
         );
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (state, acked, errors, wbad, kinds) = writer.join().expect("writer");
-    let (reads, rbad) = reader.join().expect("reader");
-    eprintln!("reshard: writer {acked} acknowledged, {errors} retryable errors {kinds:?}; reader {reads} good reads");
-    assert!(
-        wbad.is_empty(),
-        "the writer saw non-retryable answers: {:?}",
-        &wbad[..wbad.len().min(10)]
-    );
-    assert!(
-        rbad.is_empty(),
-        "the reader saw wrong answers: {:?}",
-        &rbad[..rbad.len().min(10)]
-    );
-    assert!(acked > 200 && reads > 200, "the clients made progress");
+    let state = load.stop("reshard");
     cl.wait_all_led(3);
     let mut c = cl.nodes[1].conn();
-    // Every preloaded key, through one node.
-    for chunk in loaded.chunks(5000) {
-        let cmds: Vec<Vec<String>> = chunk
-            .iter()
-            .map(|k| vec!["GET".into(), k.clone()])
-            .collect();
-        for (k, r) in chunk.iter().zip(pipeline(&mut c, &cmds)) {
-            assert_eq!(r, bulk(&format!("v-{k}")), "preloaded key {k}");
-        }
-    }
-    // Every acknowledged write, with its last value (or a later one whose outcome was
-    // unknown).
-    for (k, (last, maybe)) in wkeys.iter().zip(&state) {
-        let r = c.cmd(&["GET", k]);
-        let got: Option<u64> = match &r {
-            Frame::Bulk(v) => Some(String::from_utf8_lossy(v).parse().unwrap()),
-            Frame::NilBulk => None,
-            other => panic!("GET {k}: {other:?}"),
-        };
-        let fine = got == *last || got.is_some_and(|g| maybe.contains(&g));
-        assert!(
-            fine,
-            "{k}: read {got:?}, last acknowledged {last:?}, unknown after it {maybe:?}"
-        );
-    }
+    verify_reads(&mut c, &loaded, &wkeys, &state);
     // Nothing duplicated or orphaned: per-slot counts (each slot's owner) sum to
     // DBSIZE, and so do the keys each shard holds.
     let Frame::Int(dbsize) = c.cmd(&["DBSIZE"]) else {
@@ -1339,5 +1432,119 @@ fn reshard_under_load_survives_leader_kills() {
                 })
             })
         },
+    );
+}
+
+/// A fourth node joins (`--join`) a loaded 3-node cluster and takes replicas by
+/// learner catch-up and a joint-consensus change, then a founding node is drained and
+/// removed (it exits), all under a writer and a reader.
+#[test]
+fn add_node_then_remove_node_under_load() {
+    let mut cl = Cluster::start("member", 3, &["--shards", "3"]);
+    cl.wait_all_led(3);
+    let ports = Arc::new(Mutex::new(
+        cl.nodes.iter().map(|n| n.port).collect::<Vec<u16>>(),
+    ));
+    let loaded = keys_in("k", 0, 16383, 30_000);
+    preload(&cl.nodes[0], &loaded);
+    let wkeys = keys_in("w", 0, 16383, 300);
+    let load = Load::start(ports.clone(), loaded.clone(), wkeys.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    // Join.
+    let mut n4 = Node::new(4, &cl.base, &["--shards", "3"]);
+    let via = format!("127.0.0.1:{}", cl.nodes[0].port);
+    n4.start(&["--join".to_string(), via]);
+    cl.nodes.push(n4);
+    ports.lock().unwrap().push(cl.nodes[3].port);
+    let placed = |s: &serde_json::Value| {
+        s["nodes"].as_array().is_some_and(|n| n.len() == 4)
+            && s["placement_targets"]
+                .as_object()
+                .is_some_and(|t| t.is_empty())
+            && s["shards"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|sh| sh["replicas"].as_array().unwrap().contains(&4.into()))
+            })
+    };
+    wait_for(
+        "node 4 to join and take its replicas",
+        Duration::from_secs(90),
+        || admin_json(&cl.nodes[0]).is_some_and(|s| placed(&s)),
+    );
+    // Node 4 serves its replicas: it holds keys.
+    wait_for(
+        "node 4's replicas to catch up",
+        Duration::from_secs(30),
+        || {
+            admin_json(&cl.nodes[3]).is_some_and(|s| {
+                s["shards"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|sh| sh["keys_here"].as_u64())
+                    .sum::<u64>()
+                    > 0
+            })
+        },
+    );
+    // Drain node 2: it leaves the map and exits.
+    let r = cl.nodes[0].conn().cmd(&["SHARDIS", "REMOVENODE", "2"]);
+    assert_eq!(r, ok(), "REMOVENODE 2");
+    ports.lock().unwrap().retain(|p| *p != cl.nodes[1].port);
+    wait_for(
+        "node 2 to be drained and removed",
+        Duration::from_secs(90),
+        || {
+            admin_json(&cl.nodes[0]).is_some_and(|s| {
+                s["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().all(|n| n["id"].as_u64() != Some(2)))
+                    && s["shards"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|sh| !sh["replicas"].as_array().unwrap().contains(&2.into()))
+            })
+        },
+    );
+    let exited = cl.nodes[1].child.as_mut().unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if exited.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "node 2 did not exit after its removal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cl.nodes[1].child = None;
+    std::thread::sleep(Duration::from_millis(500));
+    let state = load.stop("membership");
+    let mut c = cl.nodes[3].conn();
+    verify_reads(&mut c, &loaded, &wkeys, &state);
+    let Frame::Int(dbsize) = c.cmd(&["DBSIZE"]) else {
+        panic!("DBSIZE")
+    };
+    let written = wkeys
+        .iter()
+        .filter(|k| !matches!(c.cmd(&["GET", k.as_str()]), Frame::NilBulk))
+        .count();
+    assert_eq!(
+        dbsize as usize,
+        loaded.len() + written,
+        "DBSIZE: nothing lost or duplicated"
+    );
+    // Every shard still has three replicas, none on node 2, and the meta group's
+    // voters are the three remaining nodes.
+    let s = admin_json(&cl.nodes[0]).unwrap();
+    for sh in s["shards"].as_array().unwrap() {
+        assert_eq!(sh["replicas"].as_array().unwrap().len(), 3, "{sh}");
+    }
+    let meta = cl.nodes[0].shard_info(0).expect("meta info");
+    assert_eq!(
+        meta["raft_voters"], "1|3|4",
+        "meta voters after the removal"
     );
 }

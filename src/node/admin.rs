@@ -8,6 +8,12 @@
 //! - `RESHARD start end shard`: moves slots `start..=end` to `shard`; the migration id.
 //! - `MOVE count from to`: moves the last `count` slots of shard `from` to `to`.
 //! - `SPLIT shard`: a new shard taking the upper half of `shard`'s largest range.
+//! - `WHOAMI`: this node's id, client and peer addresses (`add-node` asks a new node).
+//! - `JOIN id client peer`: adds a node to the map (membership does the rest).
+//! - `REMOVENODE id`: drains a node (replicas and leaderships go elsewhere), after
+//!   which it leaves the map and stops.
+//! - `REBALANCE`: every shard's replicas to their placement on the active nodes.
+//! - `FAILOVER shard [node]`: hands the shard's leadership (run on its leader).
 
 use super::Node;
 use crate::reshard;
@@ -51,8 +57,24 @@ pub async fn run(node: Arc<Node>, args: Vec<Bytes>) -> Reply {
         "reshard" => reshard(&node, &args).await,
         "move" => move_count(&node, &args).await,
         "split" => split(&node, &args).await,
+        "whoami" => arity(&args, 2, &sub).map(|_| {
+            let me = node.meta.current().nodes.get(&node.id).cloned();
+            Reply::bulk_string(
+                json!({
+                    "id": node.id,
+                    "client": me.as_ref().map(|a| a.client.clone()).unwrap_or_else(|| node.me.client.clone()),
+                    "peer": me.map(|a| a.peer).unwrap_or_else(|| node.me.peer.clone()),
+                    "member": node.meta.current().nodes.contains_key(&node.id),
+                })
+                .to_string(),
+            )
+        }),
+        "join" => join(&node, &args).await,
+        "removenode" => remove_node(&node, &args).await,
+        "rebalance" => rebalance(&node, &args).await,
+        "failover" => failover(&node, &args).await,
         _ => Err(format!(
-            "ERR unknown subcommand '{}'. Try STATUS, PROGRESS, RESHARD, MOVE, SPLIT.",
+            "ERR unknown subcommand '{}'. Try STATUS, PROGRESS, RESHARD, MOVE, SPLIT, WHOAMI, JOIN, REMOVENODE, REBALANCE, FAILOVER.",
             String::from_utf8_lossy(&args[1])
         )),
     };
@@ -126,6 +148,12 @@ fn status(node: &Arc<Node>) -> serde_json::Value {
         "nodes": nodes,
         "shards": shards,
         "migrations": migrations,
+        "leaving": map.leaving,
+        "placement_targets": map
+            .targets
+            .iter()
+            .map(|(s, t)| (s.to_string(), json!(t)))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
         "all_slots_served": view.all_slots_served(),
     })
 }
@@ -191,4 +219,136 @@ async fn split(node: &Arc<Node>, args: &[Bytes]) -> Result<Reply, String> {
     })
     .await?;
     Ok(added(&map, before))
+}
+
+async fn join(node: &Arc<Node>, args: &[Bytes]) -> Result<Reply, String> {
+    arity(args, 5, "join")?;
+    let id: u64 = num(args, 2, "node id")?;
+    let text = |i: usize| String::from_utf8_lossy(&args[i]).into_owned();
+    let addr = proto::NodeAddr {
+        client: text(3),
+        peer: text(4),
+    };
+    if id == 0 {
+        return Err("ERR node id 0 is reserved".into());
+    }
+    change(node, |m| {
+        match m.nodes.get(&id) {
+            Some(a) if *a == addr => return Ok(None),
+            Some(a) => {
+                return Err(format!(
+                    "ERR node id {id} is taken by {} (peer {})",
+                    a.client, a.peer
+                ))
+            }
+            None => {}
+        }
+        if let Some((other, _)) = m
+            .nodes
+            .iter()
+            .find(|(_, a)| a.client == addr.client || a.peer == addr.peer)
+        {
+            return Err(format!(
+                "ERR node {other} already has one of those addresses"
+            ));
+        }
+        let mut next = m.clone();
+        next.nodes.insert(id, addr.clone());
+        Ok(Some(next))
+    })
+    .await?;
+    Ok(Reply::ok())
+}
+
+async fn remove_node(node: &Arc<Node>, args: &[Bytes]) -> Result<Reply, String> {
+    arity(args, 3, "removenode")?;
+    let id: u64 = num(args, 2, "node id")?;
+    change(node, |m| {
+        if !m.nodes.contains_key(&id) {
+            return Err(format!("ERR unknown node {id}"));
+        }
+        if m.leaving.contains(&id) {
+            return Ok(None);
+        }
+        let mut next = m.clone();
+        next.leaving.insert(id);
+        let left = super::membership::active(&next).len();
+        let r = m.shards.values().map(|r| r.len()).max().unwrap_or(1);
+        if left < r.min(3) {
+            return Err(format!(
+                "ERR removing node {id} would leave {left} nodes for shards of {r} replicas"
+            ));
+        }
+        Ok(Some(next))
+    })
+    .await?;
+    Ok(Reply::ok())
+}
+
+async fn rebalance(node: &Arc<Node>, args: &[Bytes]) -> Result<Reply, String> {
+    arity(args, 2, "rebalance")?;
+    let r = node.config.replicas.max(1) as usize;
+    let map = change(node, |m| {
+        let plan = super::membership::plan_targets(m, r);
+        let mut next = m.clone();
+        let mut changed = false;
+        for (s, t) in plan {
+            if !m.targets.contains_key(&s) {
+                next.targets.insert(s, t);
+                changed = true;
+            }
+        }
+        Ok(changed.then_some(next))
+    })
+    .await?;
+    Ok(Reply::Int(map.targets.len() as i64))
+}
+
+async fn failover(node: &Arc<Node>, args: &[Bytes]) -> Result<Reply, String> {
+    if args.len() != 3 && args.len() != 4 {
+        return Err("ERR wrong number of arguments for 'shardis|failover' command".into());
+    }
+    let shard: u64 = num(args, 2, "shard")?;
+    let to: Option<u64> = if args.len() == 4 {
+        Some(num(args, 3, "node id")?)
+    } else {
+        None
+    };
+    let replica = node
+        .groups
+        .lock()
+        .unwrap()
+        .get(&shard)
+        .cloned()
+        .filter(|_| shard != 0)
+        .ok_or_else(|| format!("ERR shard {shard} has no replica on this node"))?;
+    if !replica.is_leader() {
+        let l = replica
+            .leader()
+            .map(|(id, a)| format!("node {id} at {}", a.client));
+        return Err(format!(
+            "ERR this node does not lead shard {shard}; its leader is {}",
+            l.unwrap_or_else(|| "unknown".into())
+        ));
+    }
+    let moved = match to {
+        Some(n) if n == node.id => return Ok(Reply::ok()),
+        Some(n) => {
+            replica
+                .transfer_to(n, std::time::Duration::from_secs(3))
+                .await
+        }
+        None => {
+            replica
+                .transfer_leadership(std::time::Duration::from_secs(3))
+                .await
+        }
+    };
+    if moved {
+        Ok(Reply::ok())
+    } else {
+        Err(format!(
+            "ERR leadership of shard {shard} did not move within 3 s"
+        ))
+    }
 }

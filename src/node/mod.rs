@@ -10,6 +10,7 @@
 //! reverse: leaderships handed over (SIGTERM), clients closed, Raft groups stopped.
 
 mod admin;
+mod membership;
 
 use crate::meta::{Meta, MAX_VOTERS, META_GROUP};
 use crate::reshard::Resharder;
@@ -53,6 +54,8 @@ const BALANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// One cluster node's shared state.
 pub struct Node {
     id: u64,
+    /// Where this node is reached, as it advertises.
+    me: NodeAddr,
     config: Config,
     server: Arc<Server>,
     transport: Arc<Transport>,
@@ -73,6 +76,8 @@ pub struct Node {
     stopping: AtomicBool,
     /// Drives the slot migrations whose source shard this node leads.
     resharder: OnceLock<Arc<Resharder>>,
+    /// This node has been in a map: leaving every later map means it was removed.
+    was_member: AtomicBool,
 }
 
 /// Runs a node: a single in-memory server without `node-id`, a cluster node with.
@@ -149,6 +154,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     let meta = Meta::new(server.new_shard());
     let node = Arc::new(Node {
         id: node_id,
+        me: me.clone(),
         config: config.clone(),
         server: server.clone(),
         transport: transport.clone(),
@@ -162,6 +168,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         draining: Mutex::new(BTreeSet::new()),
         stopping: AtomicBool::new(false),
         resharder: OnceLock::new(),
+        was_member: AtomicBool::new(false),
     });
     let weak = Arc::downgrade(&node);
     handler.set_on_node(Box::new(move |from, kind, body, respond| {
@@ -232,6 +239,10 @@ pub async fn run(config: Config) -> io::Result<()> {
     let _ = node.resharder.set(resharder.clone());
     tokio::spawn(resharder.run());
     tokio::spawn(node.clone().follow_map());
+    tokio::spawn(node.clone().membership());
+    if !config.join.is_empty() && !meta_replica.raft.is_initialized().await.map_err(other)? {
+        tokio::spawn(node.clone().join(config.join.clone(), me.clone()));
+    }
     tokio::spawn(node.clone().send_hints());
     tokio::spawn(node.clone().balance_leaders());
     tokio::spawn(node.clone().unpin_log());
@@ -417,11 +428,60 @@ impl Node {
                 }),
             );
         }
+        // Replicas the map moved away: stop their groups and drop their state.
+        let moved: Vec<u64> = hosted
+            .keys()
+            .copied()
+            .filter(|s| !map.shards.get(s).is_some_and(|r| r.contains(&self.id)))
+            .collect();
+        let mut stopped = Vec::new();
+        for s in moved {
+            hosted.remove(&s);
+            if let Some(r) = self.groups.lock().unwrap().remove(&s) {
+                stopped.push((s, r));
+            }
+        }
         self.server.set_table(ShardTable {
             map: map.clone(),
             hosted,
         });
+        for (s, r) in stopped {
+            tracing::info!(shard = s, "the replica moved away: stopping it");
+            self.handler.detach(s);
+            let _ = r.raft.shutdown().await;
+            let _ = std::fs::remove_dir_all(self.dir.join(format!("shard-{s}")));
+        }
+        // Removed from the cluster (drained): stop serving.
+        if map.nodes.contains_key(&self.id) {
+            self.was_member.store(true, Ordering::SeqCst);
+        } else if self.was_member.load(Ordering::SeqCst) {
+            tracing::warn!("this node was removed from the cluster: shutting down");
+            self.server.shutdown();
+        }
         Ok(())
+    }
+
+    /// A node started with `--join` and no cluster yet: asks the given node (and then
+    /// the nodes it names) to add it, until it has a map.
+    async fn join(self: Arc<Self>, via: String, me: NodeAddr) {
+        let args = [
+            "SHARDIS".to_string(),
+            "JOIN".into(),
+            self.id.to_string(),
+            me.client.clone(),
+            me.peer.clone(),
+        ];
+        loop {
+            if self.meta.current().nodes.contains_key(&self.id) {
+                tracing::info!("joined the cluster");
+                return;
+            }
+            match crate::admin::call_async(&via, &args).await {
+                Ok(r) => tracing::info!(via = %via, answer = %r, "asked to join"),
+                Err(e) => tracing::warn!(via = %via, error = %e, "joining, retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// Tells the other nodes, every [`HINT_INTERVAL`], which shards this node leads.
@@ -473,6 +533,11 @@ impl Node {
                 return;
             }
             let table = self.server.table();
+            // With auto-rebalance off, leaderships stay where operators put them
+            // (`shardis admin failover`), except off nodes being drained.
+            if !self.server.config().auto_rebalance && !table.map.leaving.contains(&self.id) {
+                continue;
+            }
             let preferred = router::preferred_leaders(&table.map);
             let live: BTreeSet<u64> = self.transport.connected_peers().into_iter().collect();
             let draining = self.draining.lock().unwrap().clone();

@@ -87,7 +87,21 @@ pub fn initial_map(nodes: BTreeMap<u64, NodeAddr>, shards: u64, r: usize) -> Clu
 pub fn preferred_leaders(map: &ClusterMap) -> BTreeMap<u64, u64> {
     let mut load: BTreeMap<u64, usize> = BTreeMap::new();
     let mut out = BTreeMap::new();
+    // Nodes being drained lead nothing (unless a shard has no other replica).
+    let staying = |replicas: &[u64]| -> Vec<u64> {
+        let s: Vec<u64> = replicas
+            .iter()
+            .copied()
+            .filter(|n| !map.leaving.contains(n))
+            .collect();
+        if s.is_empty() {
+            replicas.to_vec()
+        } else {
+            s
+        }
+    };
     for (shard, replicas) in &map.shards {
+        let replicas = staying(replicas);
         let best = replicas
             .iter()
             .enumerate()
@@ -103,10 +117,10 @@ pub fn preferred_leaders(map: &ClusterMap) -> BTreeMap<u64, u64> {
     loop {
         let step = out.iter().find_map(|(shard, leader)| {
             let l = load[leader];
-            map.shards[shard]
-                .iter()
+            staying(&map.shards[shard])
+                .into_iter()
                 .find(|n| load.get(n).copied().unwrap_or(0) + 1 < l)
-                .map(|n| (*shard, *leader, *n))
+                .map(|n| (*shard, *leader, n))
         });
         let Some((shard, from, to)) = step else { break };
         *load.get_mut(&from).expect("leads") -= 1;

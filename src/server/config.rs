@@ -60,6 +60,12 @@ pub struct Config {
     pub follower_mode: String,
     /// Log entries between snapshots.
     pub snapshot_entries: u64,
+    /// A running node's client address (`host:port`): a node with no cluster yet asks
+    /// it to be added (membership).
+    pub join: String,
+    /// Move shard replicas to nodes that join (and off nodes that leave) on its own;
+    /// `no`: only on `shardis admin rebalance` (leaving nodes are always drained).
+    pub auto_rebalance: bool,
 }
 
 impl Default for Config {
@@ -97,6 +103,8 @@ impl Default for Config {
             read_mode: "readindex".into(),
             follower_mode: "forward".into(),
             snapshot_entries: 100_000,
+            join: String::new(),
+            auto_rebalance: true,
         }
     }
 }
@@ -434,6 +442,24 @@ pub static PARAMS: &[Param] = &[
             _ => Err("argument(s) must be one of the following: forward, redirect".into()),
         },
         immutable: true,
+    },
+    Param {
+        name: "join",
+        get: |c| c.join.clone(),
+        set: |c, v| Ok(c.join = v.trim().to_string()),
+        immutable: true,
+    },
+    Param {
+        name: "auto-rebalance",
+        get: |c| {
+            if c.auto_rebalance {
+                "yes".into()
+            } else {
+                "no".into()
+            }
+        },
+        set: |c, v| Ok(c.auto_rebalance = parse_bool(v)?),
+        immutable: false,
     },
     Param {
         name: "snapshot-entries",

@@ -485,6 +485,17 @@ pub struct RawConn {
 }
 
 impl RawConn {
+    /// A connection, or `None` if nothing listens there (a node that was killed).
+    pub fn try_connect(port: u16) -> Option<RawConn> {
+        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(REPLY_DEADLINE)).ok()?;
+        s.set_nodelay(true).ok()?;
+        Some(RawConn {
+            reader: BufReader::new(s.try_clone().ok()?),
+            writer: s,
+        })
+    }
+
     pub fn connect(port: u16) -> RawConn {
         let s = TcpStream::connect(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
