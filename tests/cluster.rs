@@ -1282,6 +1282,18 @@ fn preload(node: &Node, keys: &[String]) {
 /// Every preloaded key reads its value, and every written key its last acknowledged
 /// value (or a later one whose outcome was unknown).
 fn verify_reads(c: &mut RawConn, loaded: &[String], wkeys: &[String], state: &WriteState) {
+    // A leadership may still move: retryable answers are asked again.
+    let get = |c: &mut RawConn, k: &str| -> Frame {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            match c.cmd(&["GET", k]) {
+                Frame::Error(e) if retryable(&e) && Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                r => return r,
+            }
+        }
+    };
     // Every preloaded key, through one node.
     for chunk in loaded.chunks(5000) {
         let cmds: Vec<Vec<String>> = chunk
@@ -1289,13 +1301,17 @@ fn verify_reads(c: &mut RawConn, loaded: &[String], wkeys: &[String], state: &Wr
             .map(|k| vec!["GET".into(), k.clone()])
             .collect();
         for (k, r) in chunk.iter().zip(pipeline(c, &cmds)) {
+            let r = match r {
+                Frame::Error(e) if retryable(&e) => get(c, k),
+                r => r,
+            };
             assert_eq!(r, bulk(&format!("v-{k}")), "preloaded key {k}");
         }
     }
     // Every acknowledged write, with its last value (or a later one whose outcome was
     // unknown).
     for (k, (last, maybe)) in wkeys.iter().zip(state) {
-        let r = c.cmd(&["GET", k]);
+        let r = get(c, k);
         let got: Option<u64> = match &r {
             Frame::Bulk(v) => Some(String::from_utf8_lossy(v).parse().unwrap()),
             Frame::NilBulk => None,

@@ -45,6 +45,9 @@ pub struct ClusterOpts {
     pub settings: Vec<String>,
     /// Extra environment for every node (the planted bug).
     pub env: Vec<(String, String)>,
+    /// Nodes laid out beyond `nodes` that start outside the cluster (the member
+    /// fault adds them with `--join`).
+    pub spares: u64,
 }
 
 struct Proc {
@@ -52,6 +55,13 @@ struct Proc {
     child: Option<Child>,
     paused: bool,
     starts: u32,
+    /// In the cluster (an initial member, or added); false for spares and removed
+    /// nodes.
+    member: bool,
+    /// Started with `--join` (added after the start) rather than `--initial-cluster`.
+    joined: bool,
+    /// Being removed: it exits on its own once drained, which is no crash.
+    leaving: bool,
 }
 
 pub struct Cluster {
@@ -73,7 +83,7 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
 impl Cluster {
     /// Lays out the nodes; `peer_proxy` gives each node's proxy address.
     pub fn specs(opts: &ClusterOpts, ports: &[u16], proxy_ports: &[u16]) -> Vec<NodeSpec> {
-        (1..=opts.nodes)
+        (1..=opts.nodes + opts.spares)
             .map(|id| {
                 let i = (id - 1) as usize;
                 let dir = opts.root.join(format!("n{id}"));
@@ -97,6 +107,7 @@ impl Cluster {
         specs: Vec<NodeSpec>,
         ready: Duration,
     ) -> Result<Cluster, String> {
+        let initial = opts.nodes;
         let mut cluster = Cluster {
             opts,
             procs: specs
@@ -105,28 +116,81 @@ impl Cluster {
                     (
                         spec.id,
                         Proc {
+                            member: spec.id <= initial,
                             spec,
                             child: None,
                             paused: false,
                             starts: 0,
+                            joined: false,
+                            leaving: false,
                         },
                     )
                 })
                 .collect(),
         };
-        for id in cluster.ids() {
+        for id in cluster.all_ids() {
             let p = &cluster.procs[&id];
             std::fs::create_dir_all(&p.spec.dir)
                 .map_err(|e| format!("{}: {e}", p.spec.dir.display()))?;
             std::fs::write(&p.spec.clock_file, "+0\n").map_err(|e| e.to_string())?;
+        }
+        for id in cluster.ids() {
             cluster.start_node(id)?;
         }
         cluster.wait_ready(ready)?;
         Ok(cluster)
     }
 
+    /// The cluster's members (initial or added, not removed).
     pub fn ids(&self) -> Vec<u64> {
+        self.procs
+            .values()
+            .filter(|p| p.member)
+            .map(|p| p.spec.id)
+            .collect()
+    }
+
+    /// Every node laid out, spares and removed ones included.
+    pub fn all_ids(&self) -> Vec<u64> {
         self.procs.keys().copied().collect()
+    }
+
+    /// Laid-out nodes outside the cluster now (spares, removed nodes).
+    pub fn outsiders(&self) -> Vec<u64> {
+        self.procs
+            .values()
+            .filter(|p| !p.member && p.child.is_none())
+            .map(|p| p.spec.id)
+            .collect()
+    }
+
+    /// Asks the cluster (through `via`) to drain and remove node `id`; it exits once
+    /// drained.
+    pub fn remove(&mut self, id: u64, via: u64) -> Result<(), String> {
+        let addr = self.spec(via).client;
+        command(
+            addr,
+            &["SHARDIS", "REMOVENODE", &id.to_string()],
+            Duration::from_secs(20),
+        )?;
+        let p = self.procs.get_mut(&id).ok_or(format!("no node {id}"))?;
+        p.member = false;
+        p.leaving = true;
+        Ok(())
+    }
+
+    /// Adds node `id` (a spare or a removed node, its data wiped) with `--join`.
+    pub fn add(&mut self, id: u64) -> Result<(), String> {
+        let p = self.procs.get_mut(&id).ok_or(format!("no node {id}"))?;
+        if p.child.is_some() {
+            return Err(format!("node {id} is still running"));
+        }
+        let _ = std::fs::remove_dir_all(&p.spec.dir);
+        std::fs::create_dir_all(&p.spec.dir).map_err(|e| e.to_string())?;
+        p.member = true;
+        p.joined = true;
+        p.leaving = false;
+        self.start_node(id)
     }
 
     pub fn spec(&self, id: u64) -> &NodeSpec {
@@ -140,6 +204,7 @@ impl Cluster {
     fn initial_cluster(&self) -> String {
         self.procs
             .values()
+            .filter(|p| p.spec.id <= self.opts.nodes)
             .map(|p| {
                 format!(
                     "{}=127.0.0.1:{}@{}",
@@ -156,7 +221,21 @@ impl Cluster {
     pub fn start_node(&mut self, id: u64) -> Result<(), String> {
         let initial = self.initial_cluster();
         let opts = self.opts.clone();
+        // A node added later joins through a running member.
+        let via = self
+            .procs
+            .values()
+            .find(|p| p.member && p.child.is_some() && !p.paused && p.spec.id != id)
+            .map(|p| p.spec.client.to_string());
         let p = self.procs.get_mut(&id).ok_or(format!("no node {id}"))?;
+        let how: Vec<String> = if p.joined {
+            vec![
+                "--join".into(),
+                via.ok_or("no running member to join through")?,
+            ]
+        } else {
+            vec!["--initial-cluster".into(), initial]
+        };
         if p.child.is_some() {
             return Ok(());
         }
@@ -172,7 +251,7 @@ impl Cluster {
             .args(["--peer-port", &p.spec.peer.port().to_string()])
             .args(["--peer-advertise-addr", &p.spec.peer_proxy.to_string()])
             .args(["--dir", &p.spec.dir.display().to_string()])
-            .args(["--initial-cluster", &initial])
+            .args(&how)
             .args(["--shards", &opts.shards.to_string()])
             .args(["--replicas", &opts.replicas.to_string()])
             .args(&opts.settings)
@@ -265,7 +344,10 @@ impl Cluster {
         for p in self.procs.values_mut() {
             if let Some(child) = p.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    out.push((p.spec.id, status.to_string()));
+                    // A removed node exits once drained: that is no crash.
+                    if !p.leaving {
+                        out.push((p.spec.id, status.to_string()));
+                    }
                     p.child = None;
                 }
             }
@@ -329,7 +411,8 @@ impl Cluster {
                 }
             }
             let leaders = self.leaders();
-            if ok && leaders.len() as u64 == self.opts.shards {
+            // Splits add shards: at least the initial ones each have a leader.
+            if ok && leaders.len() as u64 >= self.opts.shards {
                 return Ok(());
             }
             if ok {
@@ -350,12 +433,12 @@ impl Cluster {
 
     /// Every node back: paused ones continued, dead ones restarted, clocks reset.
     pub fn heal(&mut self) -> Result<(), String> {
-        for id in self.ids() {
+        for id in self.all_ids() {
             if self.is_paused(id) {
                 self.resume(id);
             }
             self.set_clock(id, 0.0)?;
-            if !self.is_running(id) {
+            if self.procs[&id].member && !self.is_running(id) {
                 self.start_node(id)?;
             }
         }
@@ -364,7 +447,7 @@ impl Cluster {
 
     /// SIGTERM every node (after SIGCONT), then SIGKILL whatever is left after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        for id in self.ids() {
+        for id in self.all_ids() {
             if self.is_paused(id) {
                 self.resume(id);
             }

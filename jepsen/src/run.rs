@@ -177,7 +177,9 @@ pub fn run(opts: RunOpts) -> Result<(Outcome, PathBuf), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let n = opts.nodes as usize;
+    // The member fault adds nodes: one spare beyond the initial ones.
+    let spares = u64::from(opts.nemesis.iter().any(|f| f == "member"));
+    let n = (opts.nodes + spares) as usize;
     let ports = free_ports(3 * n).map_err(|e| format!("free ports: {e}"))?;
     let copts = ClusterOpts {
         binary,
@@ -192,6 +194,7 @@ pub fn run(opts: RunOpts) -> Result<(Outcome, PathBuf), String> {
             .iter()
             .map(|b| ("SHARDIS_PLANTED_BUG".to_string(), b.clone()))
             .collect(),
+        spares,
     };
     let specs = Cluster::specs(&copts, &ports[..2 * n], &ports[2 * n..]);
     let proxy = rt
@@ -218,6 +221,7 @@ pub fn run(opts: RunOpts) -> Result<(Outcome, PathBuf), String> {
             rt.block_on(Topology::discover(
                 specs
                     .iter()
+                    .filter(|s| s.id <= opts.nodes)
                     .map(|s| (s.id, s.client))
                     .collect::<Vec<(u64, SocketAddr)>>(),
             ))?,

@@ -303,7 +303,15 @@ impl RaftStateMachine<TypeConfig> for ShardSm {
             + Unpin
             + OptionalSend,
     {
+        // A long backlog (a restart's replay, a migration's chunks) must not hold the
+        // node's runtime: with one serving thread, heartbeats and votes of every group
+        // wait behind it, and a node busy applying looked dead to its peers.
+        let mut since_yield = std::time::Instant::now();
         while let Some((entry, responder)) = entries.try_next().await? {
+            if since_yield.elapsed() >= std::time::Duration::from_millis(2) {
+                tokio::task::yield_now().await;
+                since_yield = std::time::Instant::now();
+            }
             let replies = {
                 let mut st = self.shard.lock();
                 let replies = match &entry.payload {

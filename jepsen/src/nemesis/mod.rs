@@ -7,6 +7,8 @@
 pub mod clock;
 pub mod kill;
 pub mod latency;
+pub mod member;
+pub mod migrate;
 pub mod partition;
 pub mod pause;
 pub mod schedule;
@@ -44,7 +46,15 @@ pub trait Fault: Send {
     fn stop(&mut self, ctx: &mut Ctx) -> Result<(), String>;
 }
 
-pub const NAMES: &[&str] = &["kill", "pause", "partition", "clock", "latency"];
+pub const NAMES: &[&str] = &[
+    "kill",
+    "pause",
+    "partition",
+    "clock",
+    "latency",
+    "member",
+    "migrate",
+];
 
 pub fn by_name(name: &str) -> Option<Box<dyn Fault>> {
     Some(match name {
@@ -53,6 +63,8 @@ pub fn by_name(name: &str) -> Option<Box<dyn Fault>> {
         "partition" => Box::new(partition::Partition),
         "clock" => Box::new(clock::Clock::default()),
         "latency" => Box::new(latency::Latency),
+        "member" => Box::new(member::Member),
+        "migrate" => Box::new(migrate::Migrate),
         _ => return None,
     })
 }
