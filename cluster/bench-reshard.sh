@@ -118,7 +118,7 @@ if before and during:
           % (statistics.median(before), statistics.median(during),
              100 * statistics.median(during) / statistics.median(before), min(during),
              100 * min(during) / statistics.median(before)))
-print("add a 4th node until balanced: %.1f s" % add["seconds"])
+print("add a 4th node until balanced (replicas moved onto it): %.1f s" % add["seconds"])
 EOF
 echo "status after:"
 "$SHARDIS" admin --node "127.0.0.1:$p1" status

@@ -207,9 +207,7 @@ pub fn run(action: Action, o: &Options) -> Result<(), Failure> {
         Action::Rebalance => {
             expect_int(c.call(&["SHARDIS", "REBALANCE"]))?;
             return wait_membership(&mut c, o, "replicas on their placement", |s| {
-                s["placement_targets"]
-                    .as_object()
-                    .is_some_and(|t| t.is_empty())
+                s["balanced"].as_bool() == Some(true)
             });
         }
         Action::Failover { shard, to } => return failover(&mut c, shard, to, o),
@@ -303,18 +301,23 @@ fn add_node(c: &mut Conn, addr: &str, o: &Options) -> Result<(), Failure> {
         let peer = me["peer"].as_str().unwrap_or_default().to_string();
         expect_ok(c.call(&["SHARDIS", "JOIN", &id.to_string(), &client, &peer]))?;
     }
+    let joined = |s: &serde_json::Value| {
+        s["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["id"].as_u64() == Some(id)))
+    };
+    let s = c.json(&["SHARDIS", "STATUS"])?;
+    if s["auto_rebalance"].as_bool() == Some(false) {
+        // Nothing moves on its own: report the join; `rebalance` moves replicas.
+        let what =
+            format!("node {id} joined (auto-rebalance is off: run `shardis admin rebalance`)");
+        return wait_membership(c, o, &what, joined);
+    }
     wait_membership(
         c,
         o,
-        &format!("node {id} joined and replicas placed"),
-        |s| {
-            s["nodes"]
-                .as_array()
-                .is_some_and(|n| n.iter().any(|n| n["id"].as_u64() == Some(id)))
-                && s["placement_targets"]
-                    .as_object()
-                    .is_some_and(|t| t.is_empty())
-        },
+        &format!("node {id} joined and replicas balanced"),
+        |s| joined(s) && s["balanced"].as_bool() == Some(true),
     )
 }
 

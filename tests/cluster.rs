@@ -1327,7 +1327,7 @@ fn verify_reads(c: &mut RawConn, loaded: &[String], wkeys: &[String], state: &Wr
 
 /// A range holding over 100k keys moves in three migrations while a writer and a
 /// reader use it, and during each one a different leader is killed -9 mid-copy: the
-/// source shard's, the target shard's, the meta group's. Every acknowledged write
+/// source shard's, the target shard's, the meta group's; then a shard splits. Every acknowledged write
 /// reads back with its last value, every preloaded key with its value, the per-shard
 /// key counts sum to DBSIZE, and clients only ever saw retryable errors.
 #[test]
@@ -1410,9 +1410,27 @@ fn reshard_under_load_survives_leader_kills() {
             },
         );
     }
+    // Split: shard 2 (now 0-1999 and 4000-10922) gives the upper half of its largest
+    // range to a new shard 4, still under load.
+    let r = cl.nodes[1].conn().cmd(&["SHARDIS", "SPLIT", "2"]);
+    assert!(matches!(r, Frame::Int(_)), "SPLIT 2: {r:?}");
+    wait_for(
+        "the split into shard 4 to finish",
+        Duration::from_secs(90),
+        || {
+            cl.nodes.iter().all(|n| {
+                admin_json(n).is_some_and(|s| {
+                    s["migrations"].as_array().is_some_and(|m| m.is_empty())
+                        && s["shards"].as_array().unwrap().iter().any(|sh| {
+                            sh["id"].as_u64() == Some(4) && sh["slots"].as_u64().unwrap_or(0) > 0
+                        })
+                })
+            })
+        },
+    );
     std::thread::sleep(Duration::from_millis(500));
     let state = load.stop("reshard");
-    cl.wait_all_led(3);
+    cl.wait_all_led(4);
     let mut c = cl.nodes[1].conn();
     verify_reads(&mut c, &loaded, &wkeys, &state);
     // Nothing duplicated or orphaned: per-slot counts (each slot's owner) sum to

@@ -155,6 +155,10 @@ fn status(node: &Arc<Node>) -> serde_json::Value {
             .map(|(s, t)| (s.to_string(), json!(t)))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
         "all_slots_served": view.all_slots_served(),
+        // Replicas sit on their placement (nothing to move, nothing moving).
+        "balanced": map.targets.is_empty()
+            && super::membership::plan_targets(map, node.config.replicas.max(1) as usize).is_empty(),
+        "auto_rebalance": node.server.config().auto_rebalance,
     })
 }
 
