@@ -22,6 +22,7 @@ struct Node {
     peer_port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     output: Arc<Mutex<Vec<u8>>>,
     /// Answered PING once: its ports are now part of the cluster's membership.
@@ -36,6 +37,7 @@ impl Node {
             peer_port: free_port(),
             dir: base.join(format!("n{id}")),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             child: None,
             output: Arc::new(Mutex::new(Vec::new())),
             started: false,
@@ -60,6 +62,7 @@ impl Node {
             .args(["--dir", self.dir.to_str().unwrap()])
             .args(&self.extra)
             .args(how)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -187,6 +190,19 @@ fn pipe(mut from: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>
     });
 }
 
+/// Cluster tests run two at a time on a 2-core machine; the heavy ones (100k keys
+/// moving under load with leaders killed) run alone, since a starved node looks dead
+/// to its peers and the test would measure the machine, not the cluster.
+static GATE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    GATE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    GATE.write().unwrap_or_else(|e| e.into_inner())
+}
+
 fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
     while Instant::now() < end {
@@ -208,6 +224,11 @@ impl Cluster {
     /// `extra` says otherwise); returns once every node agrees on shard 1's leader
     /// and voters.
     fn start(name: &str, n: u64, extra: &[&str]) -> Cluster {
+        Cluster::start_env(name, n, extra, &[])
+    }
+
+    /// As `start`, with environment variables for every node.
+    fn start_env(name: &str, n: u64, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let base =
             std::env::temp_dir().join(format!("shardis-cluster-{name}-{}", std::process::id()));
         let mut extra: Vec<&str> = extra.to_vec();
@@ -217,6 +238,12 @@ impl Cluster {
         'attempt: for _ in 0..5 {
             let _ = std::fs::remove_dir_all(&base);
             let mut nodes: Vec<Node> = (1..=n).map(|i| Node::new(i, &base, &extra)).collect();
+            for node in nodes.iter_mut() {
+                node.env = env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+            }
             let members: Vec<String> = nodes.iter().map(|n| n.member()).collect();
             let how = vec!["--initial-cluster".to_string(), members.join(",")];
             for node in nodes.iter_mut() {
@@ -334,6 +361,7 @@ fn write_until_ok(node: &Node, args: &[&str], deadline: Duration) -> Frame {
 
 #[test]
 fn replication_forwarding_failover_and_expiry() {
+    let _gate = shared();
     let mut cl = Cluster::start("failover", 3, &[]);
     let l = cl.leader();
     let f = (l + 1) % 3;
@@ -436,6 +464,7 @@ fn replication_forwarding_failover_and_expiry() {
 
 #[test]
 fn full_restart_and_snapshot_catch_up() {
+    let _gate = shared();
     let mut cl = Cluster::start("restart", 3, &["--snapshot-entries", "200"]);
     let l = cl.leader();
     // A follower is down while the log grows past several snapshots and is purged.
@@ -487,6 +516,7 @@ fn full_restart_and_snapshot_catch_up() {
 
 #[test]
 fn sigterm_hands_leadership_over() {
+    let _gate = shared();
     let mut cl = Cluster::start("sigterm", 3, &["--election-timeout", "2000"]);
     let l = cl.leader();
     let f = (l + 1) % 3;
@@ -506,6 +536,7 @@ fn sigterm_hands_leadership_over() {
 
 #[test]
 fn redirect_mode_and_pubsub_across_nodes() {
+    let _gate = shared();
     let cl = Cluster::start("redirect", 3, &["--follower-mode", "redirect"]);
     let l = cl.leader();
     let f = (l + 1) % 3;
@@ -542,6 +573,7 @@ fn redirect_mode_and_pubsub_across_nodes() {
 /// it, repeat; every acknowledged write must survive.
 #[test]
 fn crash_loop_keeps_every_acknowledged_write() {
+    let _gate = shared();
     let iterations: usize = std::env::var("SHARDIS_CRASH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -687,6 +719,7 @@ fn pipeline(c: &mut RawConn, cmds: &[Vec<String>]) -> Vec<Frame> {
 
 #[test]
 fn three_nodes_six_shards_serve_every_slot_through_any_node() {
+    let _gate = shared();
     let cl = Cluster::start("sharded3", 3, &["--shards", "6"]);
     // Leaderships are balanced: two per node.
     wait_for("two leaderships per node", Duration::from_secs(15), || {
@@ -833,6 +866,7 @@ fn three_nodes_six_shards_serve_every_slot_through_any_node() {
 
 #[test]
 fn redirect_mode_moves_to_each_shards_leader() {
+    let _gate = shared();
     let cl = Cluster::start(
         "moved",
         3,
@@ -877,6 +911,7 @@ fn redirect_mode_moves_to_each_shards_leader() {
 
 #[test]
 fn five_nodes_forward_to_unhosted_shards_and_survive_a_leader_kill() {
+    let _gate = shared();
     let mut cl = Cluster::start("sharded5", 5, &["--shards", "5"]);
     let leaders = cl.wait_all_led(5);
     let keys = key_per_slot();
@@ -1025,6 +1060,7 @@ fn five_nodes_forward_to_unhosted_shards_and_survive_a_leader_kill() {
 /// against both routing modes.
 #[test]
 fn redis_crate_cluster_client_reads_and_writes_every_slot() {
+    let _gate = shared();
     use redis::Commands;
     for mode in ["forward", "redirect"] {
         let cl = Cluster::start(
@@ -1332,6 +1368,7 @@ fn verify_reads(c: &mut RawConn, loaded: &[String], wkeys: &[String], state: &Wr
 /// key counts sum to DBSIZE, and clients only ever saw retryable errors.
 #[test]
 fn reshard_under_load_survives_leader_kills() {
+    let _gate = exclusive();
     let mut cl = Cluster::start("reshard", 3, &["--shards", "3"]);
     cl.wait_all_led(3);
     let ports: Vec<u16> = cl.nodes.iter().map(|n| n.port).collect();
@@ -1474,6 +1511,7 @@ fn reshard_under_load_survives_leader_kills() {
 /// removed (it exits), all under a writer and a reader.
 #[test]
 fn add_node_then_remove_node_under_load() {
+    let _gate = exclusive();
     let mut cl = Cluster::start("member", 3, &["--shards", "3"]);
     cl.wait_all_led(3);
     let ports = Arc::new(Mutex::new(
@@ -1580,5 +1618,124 @@ fn add_node_then_remove_node_under_load() {
     assert_eq!(
         meta["raft_voters"], "1|3|4",
         "meta voters after the removal"
+    );
+}
+
+/// The shard owning `slot` in a SHARDIS STATUS document.
+fn owner(s: &serde_json::Value, slot: u16) -> Option<u64> {
+    s["shards"].as_array()?.iter().find_map(|sh| {
+        let owns = sh["ranges"].as_array()?.iter().any(|r| {
+            r.as_str()
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+                .is_some_and(|(a, b)| a <= slot && slot <= b)
+        });
+        owns.then(|| sh["id"].as_u64()).flatten()
+    })
+}
+
+/// Kill -9 inside the short phases: each migration is held 1.5 s with its source
+/// fenced (cutover) and again after the flip before the target serves (cleanup), by
+/// the nodes' test hook; a leader dies in each hold. A dead source leader during the
+/// cutover means a new attempt (its begin lifts the fence); a dead leader during the
+/// cleanup means the next driver resumes from the flipped map. Nothing is lost.
+#[test]
+fn reshard_survives_leader_kills_at_cutover_and_cleanup() {
+    let _gate = exclusive();
+    let mut cl = Cluster::start_env(
+        "reshard-phases",
+        3,
+        &["--shards", "3"],
+        &[("SHARDIS_TEST_MIGRATION_HOLD_MS", "1500")],
+    );
+    cl.wait_all_led(3);
+    let ports: Vec<u16> = cl.nodes.iter().map(|n| n.port).collect();
+    let loaded = keys_in("k", 0, 5461, 20_000);
+    preload(&cl.nodes[0], &loaded);
+    let wkeys = keys_in("w", 0, 5461, 200);
+    let load = Load::start(Arc::new(Mutex::new(ports)), loaded.clone(), wkeys.clone());
+    let cases: [(u16, u16, u64, &str, &str); 4] = [
+        (0, 999, 2, "cutover", "source"),
+        (1000, 1999, 3, "cutover", "target"),
+        (2000, 2999, 2, "cleanup", "source"),
+        (3000, 3999, 3, "cleanup", "meta"),
+    ];
+    for (start, end, to, phase, role) in cases {
+        let leaders = cl.wait_all_led(3);
+        let meta_leader: u64 = cl.nodes[0]
+            .shard_info(0)
+            .and_then(|i| i.get("raft_leader_id").and_then(|v| v.parse().ok()))
+            .expect("meta leader");
+        let victim = match role {
+            "source" => leaders[&1],
+            "target" => leaders[&to],
+            _ => meta_leader,
+        };
+        let r = cl.nodes[0].conn().cmd(&[
+            "SHARDIS",
+            "RESHARD",
+            &start.to_string(),
+            &end.to_string(),
+            &to.to_string(),
+        ]);
+        assert!(matches!(r, Frame::Int(_)), "RESHARD {start}-{end}: {r:?}");
+        // The driver reports the phase it holds in (SHARDIS PROGRESS on its node).
+        wait_for(
+            &format!("migration of {start}-{end} to hold in {phase}"),
+            Duration::from_secs(30),
+            || {
+                cl.nodes.iter().any(|n| {
+                    let Some(mut c) = n.try_conn() else {
+                        return false;
+                    };
+                    match c.cmd(&["SHARDIS", "PROGRESS"]) {
+                        Frame::Bulk(b) => serde_json::from_slice::<serde_json::Value>(&b)
+                            .ok()
+                            .and_then(|p| p.as_array().cloned())
+                            .is_some_and(|p| p.iter().any(|m| m["phase"] == phase)),
+                        _ => false,
+                    }
+                })
+            },
+        );
+        let vi = cl.nodes.iter().position(|n| n.id == victim).unwrap();
+        cl.nodes[vi].kill9();
+        std::thread::sleep(Duration::from_millis(300));
+        cl.nodes[vi].start(&[]);
+        wait_for(
+            &format!("the move of {start}-{end} to finish (killed the {role} leader, node {victim}, in {phase})"),
+            Duration::from_secs(90),
+            || {
+                admin_json(&cl.nodes[0]).is_some_and(|s| {
+                    s["migrations"].as_array().is_some_and(|m| m.is_empty())
+                        && owner(&s, start) == Some(to)
+                        && owner(&s, end) == Some(to)
+                })
+            },
+        );
+    }
+    let state = load.stop("reshard-phases");
+    cl.wait_all_led(3);
+    let mut c = cl.nodes[1].conn();
+    verify_reads(&mut c, &loaded, &wkeys, &state);
+    let Frame::Int(dbsize) = c.cmd(&["DBSIZE"]) else {
+        panic!("DBSIZE")
+    };
+    wait_for(
+        "every node's shard replicas to hold DBSIZE keys in all",
+        Duration::from_secs(20),
+        || {
+            cl.nodes.iter().all(|n| {
+                admin_json(n).is_some_and(|s| {
+                    s["shards"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|sh| sh["keys_here"].as_i64().unwrap_or(-1))
+                        .sum::<i64>()
+                        == dbsize
+                })
+            })
+        },
     );
 }

@@ -317,6 +317,7 @@ impl Resharder {
         if !shard.lock().migrations.refuses(m.start) {
             return Err("the fence is not in the source's state".into());
         }
+        test_hold("cutover").await;
         let changed = take_changed(shard)?;
         self.send_keys(m, seq, shard, changed).await?;
         // 6. Flip, guarded by the attempt.
@@ -419,6 +420,7 @@ impl Resharder {
     async fn finish(&self, m: &Migration) -> Result<(), String> {
         let (id, start, end) = (m.id, m.start, m.end);
         self.set_progress(id, |p| p.phase = "cleanup".into());
+        test_hold("cleanup").await;
         self.propose_ok(m.to, Op::Migrate(MigrateOp::Own { id, start, end }))
             .await?;
         loop {
@@ -453,6 +455,28 @@ impl Resharder {
             }
         }
         Ok(())
+    }
+}
+
+/// Tests only: `SHARDIS_TEST_MIGRATION_HOLD_MS=N` holds every migration for N ms with
+/// its source fenced (before the final delta) and again after the flip (before the
+/// target serves), so a test can kill a leader inside those short phases. Not a
+/// setting; the node logs a warning when it is on.
+async fn test_hold(phase: &str) {
+    static HOLD: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let ms = *HOLD.get_or_init(|| {
+        let ms = std::env::var("SHARDIS_TEST_MIGRATION_HOLD_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if ms > 0 {
+            tracing::warn!(ms, "TEST HOLD ON: migrations pause at cutover and cleanup (SHARDIS_TEST_MIGRATION_HOLD_MS)");
+        }
+        ms
+    });
+    if ms > 0 {
+        tracing::warn!(phase, ms, "test hold");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 
