@@ -4,10 +4,11 @@
 # values, then moved to shard 2 with `shardis admin reshard` while redis-benchmark
 # writes random keys over the whole keyspace through one node (forward mode). Then a
 # 4th node joins with --join and `shardis admin add-node` waits until the replicas are
-# balanced onto it, still under the writer. Prints: keys moved, total time, the
+# balanced onto it, still under the writer, with a GET latency probe before and during
+# the replica moves. Prints: keys moved, total time, the
 # longest write pause at cutover (fence to flip), the writer's throughput before and
-# during the move (median and lowest quarter-second sample), and the time until
-# balanced. It never fails on a number.
+# during the move (median and lowest quarter-second sample), the time until balanced,
+# and the probe's p99 before and during the replica moves. It never fails on a number.
 #
 #   cluster/bench-reshard.sh                 # KEYS=1000000
 #   KEYS=200000 cluster/bench-reshard.sh
@@ -93,12 +94,24 @@ setsid "$SHARDIS" server --node-id 4 --port "$p4" --peer-port "$q4" --dir "$NODE
     --join "127.0.0.1:$p1" --loglevel verbose </dev/null >>"$NODE_ROOT/node4.log" 2>&1 &
 node4_pid=$!
 wait_ping "$p4" "node 4" "$node4_pid" "$NODE_ROOT/node4.log"
-"$S" admin --node "127.0.0.1:$p1" --json add-node "127.0.0.1:$p4" >"$TMP/add.json"
+# Foreground latency: GETs through node 1 (10 clients, the writer still running), once
+# before the join and once while the new node's replicas catch up.
+probe() {
+    redis-benchmark -p "$p1" -t get -n "${PROBE_N:-20000}" -c 10 -r 1000000 -d 100 --csv 2>/dev/null |
+        awk -F'"' '$2 == "GET" { print $14 }'
+}
+p99_idle=$(probe)
+"$S" admin --node "127.0.0.1:$p1" --json add-node "127.0.0.1:$p4" >"$TMP/add.json" &
+add_pid=$!
+sleep 0.5
+p99_moving=$(probe)
+wait "$add_pid"
+echo "{\"idle\": \"$p99_idle\", \"moving\": \"$p99_moving\"}" >"$TMP/p99.json"
 kill "$bench_pid" 2>/dev/null || true
 wait "$bench_pid" 2>/dev/null || true
 bench_pid=
 
-python3 - "$TMP/bench.out" "$before_end" "$during_end" "$TMP/move.json" "$TMP/add.json" <<'EOF'
+python3 - "$TMP/bench.out" "$before_end" "$during_end" "$TMP/move.json" "$TMP/add.json" "$TMP/p99.json" <<'EOF'
 import json, re, statistics, sys
 raw = open(sys.argv[1], "rb").read()
 before_end, during_end = int(sys.argv[2]), int(sys.argv[3])
@@ -119,6 +132,13 @@ if before and during:
              100 * statistics.median(during) / statistics.median(before), min(during),
              100 * min(during) / statistics.median(before)))
 print("add a 4th node until balanced (replicas moved onto it): %.1f s" % add["seconds"])
+p99 = json.load(open(sys.argv[6]))
+try:
+    idle, moving = float(p99["idle"]), float(p99["moving"])
+    print("foreground GET p99 (10 clients, with the writer): %.2f ms before the join, %.2f ms while replicas move (%.1fx)"
+          % (idle, moving, moving / idle))
+except ValueError:
+    print("foreground GET p99: no reading (%r)" % p99)
 EOF
 echo "status after:"
 "$SHARDIS" admin --node "127.0.0.1:$p1" status

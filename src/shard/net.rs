@@ -63,6 +63,19 @@ pub struct PeerNet {
 
 static TRANSFERS: AtomicU64 = AtomicU64::new(1);
 
+/// The time an AppendEntries may take. openraft asks for its heartbeat interval (50 ms)
+/// for every append, which a batch of big entries (migration chunks of 256 KB, large
+/// values; up to 300 entries a batch) cannot meet: the RPC timed out, was sent again,
+/// timed out again, and the follower never caught up (found by the reshard test: a
+/// shard stuck with its commit index behind for good). Heartbeats keep openraft's
+/// timeout; an append with entries gets half a second plus a millisecond per 16 KB.
+pub fn append_timeout(asked: Duration, heartbeat: bool, bytes: usize) -> Duration {
+    if heartbeat {
+        return asked;
+    }
+    asked.max(Duration::from_millis(500 + (bytes / 16_384) as u64))
+}
+
 impl PeerNet {
     async fn call<Req, Resp>(
         &self,
@@ -75,7 +88,20 @@ impl PeerNet {
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
     {
-        let body = raft_msg::encode(req);
+        self.call_body(kind, action, raft_msg::encode(req), timeout)
+            .await
+    }
+
+    async fn call_body<Resp>(
+        &self,
+        kind: u16,
+        action: RPCTypes,
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Resp: serde::de::DeserializeOwned,
+    {
         let out = self
             .transport
             .call(self.target, self.group, kind, body, timeout)
@@ -122,11 +148,12 @@ impl RaftNetworkV2<TypeConfig> for PeerNet {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(
+        let body = raft_msg::encode(&rpc);
+        self.call_body(
             kind::APPEND,
             RPCTypes::AppendEntries,
-            &rpc,
-            option.hard_ttl(),
+            body.clone(),
+            append_timeout(option.hard_ttl(), rpc.entries.is_empty(), body.len()),
         )
         .await
     }
@@ -228,4 +255,19 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod append_timeout_tests {
+    use super::append_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn appends_get_time_for_their_size_heartbeats_do_not() {
+        let ms = Duration::from_millis;
+        assert_eq!(append_timeout(ms(50), true, 10 << 20), ms(50));
+        assert_eq!(append_timeout(ms(50), false, 100), ms(500));
+        assert_eq!(append_timeout(ms(50), false, 75 << 20), ms(500 + 4800));
+        assert_eq!(append_timeout(ms(9000), false, 100), ms(9000));
+    }
 }
