@@ -1739,3 +1739,162 @@ fn reshard_survives_leader_kills_at_cutover_and_cleanup() {
         },
     );
 }
+
+/// Plain (forward-mode) clients see no refusal while leaderships move and a slot
+/// range is migrated under them: writes, MULTI/EXEC and reads through one node are
+/// answered as if nothing happened (the node retries `-CLUSTERDOWN` of an election
+/// and `-TRYAGAIN` of a fence for them, transactions as a whole), and a consumer
+/// blocked on a queue whose slot moves gets the job pushed afterwards.
+#[test]
+fn plain_clients_see_no_refusals_during_failovers_and_a_move() {
+    let _gate = exclusive();
+    let cl = Cluster::start_env(
+        "no-refusals",
+        3,
+        &["--shards", "3"],
+        &[("SHARDIS_TEST_MIGRATION_HOLD_MS", "1000")],
+    );
+    cl.wait_all_led(3);
+    let port = cl.nodes[0].port;
+    // Keys in the range that moves (shard 1's slots 0-999).
+    let wkeys = keys_in("p", 0, 999, 40);
+    let counter = keys_in("ctr", 0, 999, 1).remove(0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let running = |stop: &Arc<std::sync::atomic::AtomicBool>| {
+        !stop.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let writer = {
+        let (stop, wkeys) = (stop.clone(), wkeys.clone());
+        std::thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            let (mut last, mut errors) = (vec![None; wkeys.len()], Vec::new());
+            let mut i = 0u64;
+            while running(&stop) && i < 1_000_000 {
+                let k = (i as usize) % wkeys.len();
+                match c.cmd(&["SET", &wkeys[k], &i.to_string()]) {
+                    Frame::Simple(_) => last[k] = Some(i),
+                    other => errors.push(format!("SET {} -> {other:?}", wkeys[k])),
+                }
+                i += 1;
+            }
+            (last, errors)
+        })
+    };
+    let transactions = {
+        let (stop, counter) = (stop.clone(), counter.clone());
+        std::thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            let (mut done, mut errors) = (0u64, Vec::new());
+            while running(&stop) && done < 1_000_000 {
+                assert_eq!(c.cmd(&["MULTI"]), ok());
+                assert_eq!(
+                    c.cmd(&["INCR", &counter]),
+                    Frame::Simple(b"QUEUED".to_vec())
+                );
+                match c.cmd(&["EXEC"]) {
+                    Frame::Array(r) if r == [Frame::Int(done as i64 + 1)] => done += 1,
+                    other => {
+                        errors.push(format!("EXEC #{} -> {other:?}", done + 1));
+                        break;
+                    }
+                }
+            }
+            (done, errors)
+        })
+    };
+    let reader = {
+        let (stop, wkeys) = (stop.clone(), wkeys.clone());
+        std::thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            let (mut reads, mut errors) = (0u64, Vec::new());
+            while running(&stop) && reads < 5_000_000 {
+                let k = &wkeys[(reads as usize * 7) % wkeys.len()];
+                match c.cmd(&["GET", k]) {
+                    Frame::Bulk(_) | Frame::NilBulk => {}
+                    other => errors.push(format!("GET {k} -> {other:?}")),
+                }
+                reads += 1;
+            }
+            (reads, errors)
+        })
+    };
+    // A consumer blocked on a queue in the range that moves (as a job queue's worker
+    // waits): it must get the job pushed after the move, where the queue lives then.
+    let queue = keys_in("queue", 0, 999, 1).remove(0);
+    let consumer = {
+        let queue = queue.clone();
+        std::thread::spawn(move || RawConn::connect(port).cmd(&["BRPOP", &queue, "60"]))
+    };
+    // Every shard's leadership moves twice, then shard 1's slots 0-999 move to shard
+    // 2 (the fence held for a second at cutover), then the leaderships move again.
+    let failovers = |rounds: usize| {
+        for _ in 0..rounds {
+            for shard in 1..=3u64 {
+                // On the shard's leader (which the leader balancer may move meanwhile).
+                let mut last = Frame::Null;
+                wait_for(
+                    &format!("SHARDIS FAILOVER {shard} to succeed on its leader"),
+                    Duration::from_secs(20),
+                    || {
+                        let leader = cl.wait_all_led(3)[&shard];
+                        last = cl.node(leader).conn().cmd(&[
+                            "SHARDIS",
+                            "FAILOVER",
+                            &shard.to_string(),
+                        ]);
+                        last == ok()
+                    },
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    failovers(2);
+    let r = cl.nodes[1]
+        .conn()
+        .cmd(&["SHARDIS", "RESHARD", "0", "999", "2"]);
+    assert!(matches!(r, Frame::Int(_)), "RESHARD 0-999 to 2: {r:?}");
+    wait_for(
+        "slots 0-999 to move to shard 2",
+        Duration::from_secs(60),
+        || {
+            admin_json(&cl.nodes[1]).is_some_and(|s| {
+                s["migrations"].as_array().is_some_and(|m| m.is_empty())
+                    && owner(&s, 0) == Some(2)
+                    && owner(&s, 999) == Some(2)
+            })
+        },
+    );
+    failovers(1);
+    assert_eq!(
+        cl.nodes[2].conn().cmd(&["LPUSH", &queue, "job"]),
+        Frame::Int(1),
+        "LPUSH {queue} (the consumer must not have popped anything yet)"
+    );
+    assert_eq!(
+        consumer.join().expect("consumer"),
+        Frame::Array(vec![bulk(&queue), bulk("job")]),
+        "the consumer blocked on {queue} while its slot moved"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (last, werrors) = writer.join().expect("writer");
+    let (done, terrors) = transactions.join().expect("transactions");
+    let (reads, rerrors) = reader.join().expect("reader");
+    eprintln!(
+        "no-refusals: {} keys written, {done} transactions, {reads} reads",
+        last.len()
+    );
+    assert!(werrors.is_empty(), "the writer saw errors: {werrors:?}");
+    assert!(terrors.is_empty(), "transactions saw errors: {terrors:?}");
+    assert!(rerrors.is_empty(), "the reader saw errors: {rerrors:?}");
+    assert!(
+        done > 0 && reads > 0,
+        "no progress: {done} transactions, {reads} reads"
+    );
+    let mut c = cl.nodes[2].conn();
+    assert_eq!(c.cmd(&["GET", &counter]), bulk(&done.to_string()));
+    for (k, v) in wkeys.iter().zip(&last) {
+        let want = v.map_or(Frame::NilBulk, |v| bulk(&v.to_string()));
+        assert_eq!(c.cmd(&["GET", k]), want, "last acknowledged value of {k}");
+    }
+}

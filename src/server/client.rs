@@ -197,9 +197,13 @@ pub struct ClientState {
     pub multi_failed: bool,
     /// Cluster mode: the one slot the queued commands' keys hash to.
     pub multi_slot: Option<u16>,
-    /// A command refused by a migrating slot is being run again (forward mode): its
-    /// refusals are answers, not further retries.
+    /// Refusals are answers, not retried (see `exec::should_retry`): set while a
+    /// refused command is being run again, and for commands another node forwarded
+    /// (their origin retries).
     pub retrying: bool,
+    /// An EXEC refused before anything in it ran (forward mode), with its slot: run
+    /// again by `exec::exec_again`, watches kept.
+    pub exec_again: Option<(Vec<Vec<Bytes>>, Option<u16>)>,
     /// WATCHed keys with whether each was alive when watched and its digest then
     /// (a replicated EXEC carries the digests and aborts in apply if any changed).
     pub watched: Vec<(Bytes, bool, u64)>,
@@ -240,6 +244,7 @@ impl ClientState {
             authenticated,
             multi: None,
             retrying: false,
+            exec_again: None,
             multi_failed: false,
             multi_slot: None,
             watched: Vec::new(),

@@ -139,7 +139,13 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                                 barrier_done.push(h.id);
                             }
                             if let Some(e) = failed {
-                                encode(&e.reply(), client.proto, &mut out);
+                                // No leader to confirm the read: a plain client's read
+                                // runs again (exec::should_retry).
+                                let mut r = e.reply();
+                                if read {
+                                    r = exec::retry_refused(&server, &mut client, args, r).await;
+                                }
+                                encode(&r, client.proto, &mut out);
                                 continue;
                             }
                         }
@@ -189,6 +195,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                                     drain(&server, &mut client, &mut inflight, &mut out).await;
                                     let r = replica.write(rep.op).await;
                                     let reply = finish(&server, &mut client, r);
+                                    let reply = exec::exec_again(&server, &mut client, reply).await;
                                     if !silent {
                                         encode(&reply, client.proto, &mut out);
                                     }
@@ -198,7 +205,7 @@ pub async fn handle(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr
                                     if write_out(&server, &mut socket, &mut out).await.is_err() {
                                         break 'conn;
                                     }
-                                    let reply = exec::blocking_write(&server, &rep.hosted.shard, &replica, &client, argv, keys, deadline).await;
+                                    let reply = exec::blocking_write(&server, &rep.hosted, &replica, &mut client, argv, keys, deadline).await;
                                     client.mark = std::time::Instant::now();
                                     server.clock.refresh();
                                     match reply {
@@ -306,26 +313,65 @@ async fn wait_block(
     }
 }
 
-/// Encodes the answers of in-flight writes, in order.
-/// Pipelined writes waiting for their replies, with the command to run again if its
-/// slot turns out to be migrating (forward mode).
+/// Pipelined writes waiting for their replies, with the command to run again if it
+/// is refused (forward mode, see `exec::should_retry`).
 type Inflight = VecDeque<(PendingWrite, bool, Option<Vec<Bytes>>)>;
 
+/// Encodes the answers of in-flight writes, in order. A refused write is run again
+/// only if no later write of the pipeline to the same slot may have been applied:
+/// running it after that one would reverse the client's order on a key. (Writes to
+/// different shards already apply in no fixed order.) Otherwise the client gets
+/// the refusal, which is retryable.
 async fn drain(
     server: &Arc<Server>,
     client: &mut ClientState,
     inflight: &mut Inflight,
     out: &mut BytesMut,
 ) {
+    let mut done = Vec::with_capacity(inflight.len());
     while let Some((p, silent, again)) = inflight.pop_front() {
-        let mut r = exec::first_reply(p.wait().await);
-        if let Some(args) = again {
+        done.push((exec::first_reply(p.wait().await), silent, again));
+    }
+    let may_retry = retry_plan(done.iter().map(|(r, _, again)| {
+        let refused = again.is_some() && exec::should_retry(server, client, r);
+        (refused, again.as_deref().and_then(slot_of))
+    }));
+    for ((mut r, silent, again), retry) in done.into_iter().zip(may_retry) {
+        if let (Some(args), true) = (again, retry) {
             r = exec::retry_refused(server, client, args, r).await;
         }
         if !silent {
             encode(&r, client.proto, out);
         }
     }
+}
+
+/// Which of a pipeline's writes, `(refused, slot)` in order, may run again: a
+/// refused one with no later write to its slot that may have run (a keyless write,
+/// `None`, conflicts with every slot).
+fn retry_plan(writes: impl DoubleEndedIterator<Item = (bool, Option<u16>)>) -> Vec<bool> {
+    let mut ran_later: Vec<Option<u16>> = Vec::new();
+    let mut plan: Vec<bool> = writes
+        .rev()
+        .map(|(refused, slot)| {
+            if refused {
+                !ran_later
+                    .iter()
+                    .any(|s| s.is_none() || slot.is_none() || *s == slot)
+            } else {
+                ran_later.push(slot);
+                false
+            }
+        })
+        .collect();
+    plan.reverse();
+    plan
+}
+
+/// The one slot a command's keys hash to (`None`: keyless or cross-slot).
+fn slot_of(args: &[Bytes]) -> Option<u16> {
+    let spec = dispatch::route_spec(args)?;
+    crate::router::command_slot(spec, args).ok().flatten()
 }
 
 /// The leader makes room before a write that may grow memory: proposes eviction
@@ -340,5 +386,37 @@ async fn evict(shard: &Shard, replica: &Replica) {
         if replica.write(Op::EvictKeys(victims)).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_plan;
+
+    #[test]
+    fn a_refused_write_runs_again_only_if_no_later_write_to_its_slot_ran() {
+        let plan = |w: &[(bool, Option<u16>)]| retry_plan(w.iter().copied());
+        // Alone, or followed by refusals only (they run again in order after it).
+        assert_eq!(plan(&[(true, Some(1))]), [true]);
+        assert_eq!(plan(&[(true, Some(1)), (true, Some(1))]), [true, true]);
+        // A later write to the same slot ran: running this one now would reorder.
+        assert_eq!(plan(&[(true, Some(1)), (false, Some(1))]), [false, false]);
+        // An earlier one ran: no conflict.
+        assert_eq!(plan(&[(false, Some(1)), (true, Some(1))]), [false, true]);
+        // Other slots do not order it.
+        assert_eq!(plan(&[(true, Some(1)), (false, Some(2))]), [true, false]);
+        // Keyless writes conflict with everything.
+        assert_eq!(plan(&[(true, Some(1)), (false, None)]), [false, false]);
+        assert_eq!(plan(&[(true, None), (false, Some(7))]), [false, false]);
+        // Mixed: only the writes with no later same-slot success.
+        assert_eq!(
+            plan(&[
+                (true, Some(1)),
+                (true, Some(2)),
+                (false, Some(2)),
+                (true, Some(2))
+            ]),
+            [true, false, false, true]
+        );
     }
 }

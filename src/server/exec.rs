@@ -5,7 +5,7 @@
 
 use super::client::ClientState;
 use super::dispatch::{self, Finish, Flow};
-use super::route::{ForwardError, Target};
+use super::route::{ForwardError, Hosted, Target};
 use super::waiters::Blocked;
 use super::Server;
 use crate::cmd::{self, Handler};
@@ -81,36 +81,36 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
                 }
                 Finish::Exec(finish) => {
                     let r = replica.write(rep.op).await;
-                    vec![finish(server, c, r)]
+                    let reply = finish(server, c, r);
+                    vec![exec_again(server, c, reply).await]
                 }
                 Finish::Blocking {
                     argv,
                     keys,
                     deadline,
                 } => {
-                    let r = blocking_write(
-                        server,
-                        &rep.hosted.shard,
-                        &replica,
-                        c,
-                        argv,
-                        keys,
-                        deadline,
-                    )
-                    .await;
+                    let r = blocking_write(server, &rep.hosted, &replica, c, argv, keys, deadline)
+                        .await;
                     vec![r.unwrap_or(Reply::NilArray)]
                 }
             }
         }
         Flow::Forward { shard, mut cmds } if cmds.len() == 1 && blocking(&cmds[0]) => {
-            vec![forward_blocking(server, c, shard, cmds.remove(0)).await]
+            let args = cmds.remove(0);
+            let deadline = block_deadline(&args);
+            let r = forward_blocking(server, c, shard, args.clone(), deadline).await;
+            vec![block_again(server, c, args, deadline, r).await]
         }
         Flow::Forward { shard, mut cmds } if cmds.len() == 1 => {
             let args = cmds.remove(0);
             let r = forward_last(server, c, shard, vec![args.clone()]).await;
             vec![retry_refused(server, c, args, r).await]
         }
-        Flow::Forward { shard, cmds } => vec![forward_last(server, c, shard, cmds).await],
+        // A transaction (MULTI ... EXEC), run as a whole on a node hosting the shard.
+        Flow::Forward { shard, cmds } => {
+            let reply = forward_last(server, c, shard, cmds).await;
+            vec![exec_again(server, c, reply).await]
+        }
         Flow::FanOut(args) => vec![fan_out(server, c, args).await],
         Flow::Later(answer) => vec![answer.await],
         Flow::Retry(args) => {
@@ -120,29 +120,44 @@ pub async fn resolve(server: &Arc<Server>, c: &mut ClientState, flow: Flow) -> V
     }
 }
 
-/// How long a command refused by a migrating slot is retried for a plain client.
+/// How long a refused command is retried for a plain client.
 const RETRY_FOR: Duration = Duration::from_secs(5);
 
-/// Whether `reply` refuses a command that a forward-mode client should not see
-/// refused: its slot is fenced for a migration's cutover, or moved and this node's map
-/// (or the forwarding node's) is behind.
+/// Whether `reply` refuses a command in a way that says it did not run and that a
+/// forward-mode client should not see: its slot is fenced for a migration's
+/// cutover, it moved and this node's map (or the forwarding node's) is behind, the
+/// shard has no leader for a moment (an election, a hand-over, a voter change), or
+/// the node it was sent to no longer hosts the shard. Each of these is answered
+/// before anything runs (a write whose outcome is unknown answers `UNKNOWN`
+/// instead), so running the command again is safe. A slot no shard serves is not
+/// transient and is answered at once.
 pub fn should_retry(server: &Server, c: &ClientState, reply: &Reply) -> bool {
     let Reply::Error(e) = reply else {
         return false;
     };
-    !c.retrying
-        && c.multi.is_none()
-        && server.is_cluster()
+    !c.retrying && c.multi.is_none() && forward_mode(server) && retryable(e)
+}
+
+/// A cluster node forwarding its clients' commands (not redirecting them).
+pub fn forward_mode(server: &Server) -> bool {
+    server.is_cluster()
         && !server
             .hot
             .redirect
             .load(std::sync::atomic::Ordering::Relaxed)
-        && (e.as_ref() == crate::shard::migration::TRYAGAIN || e.starts_with("MOVED "))
 }
 
-/// Runs `args` again while it is refused by a migrating slot (up to [`RETRY_FOR`]),
-/// routed afresh each time: plain clients never see a migration's cutover. A
-/// refused command did not run, so running it again is safe.
+/// The refusals [`should_retry`] runs again (see there).
+pub fn retryable(e: &str) -> bool {
+    e.starts_with("TRYAGAIN")
+        || e.starts_with("MOVED ")
+        || (e.starts_with("CLUSTERDOWN") && e != super::dispatch::UNSERVED)
+}
+
+/// Runs `args` again while it is refused (see [`should_retry`], up to
+/// [`RETRY_FOR`]), routed afresh each time: plain clients never see a migration's
+/// cutover or a leader change. A refused command did not run, so running it again is
+/// safe.
 pub async fn retry_refused(
     server: &Arc<Server>,
     c: &mut ClientState,
@@ -179,6 +194,53 @@ pub async fn retry_refused(
     reply
 }
 
+/// After an EXEC's reply: a transaction refused before anything in it ran (its slot
+/// fenced or moved, no leader; see [`should_retry`]) runs again for a plain client,
+/// routed afresh, with its watches (up to [`RETRY_FOR`]). A watch whose key moved to
+/// another shard aborts it, as in Redis.
+pub fn exec_again<'a>(
+    server: &'a Arc<Server>,
+    c: &'a mut ClientState,
+    first: Reply,
+) -> futures_util::future::BoxFuture<'a, Reply> {
+    Box::pin(exec_again_inner(server, c, first))
+}
+
+async fn exec_again_inner(server: &Arc<Server>, c: &mut ClientState, first: Reply) -> Reply {
+    if c.retrying {
+        // Inside a retry (or a forwarded run): the retrying loop decides.
+        return first;
+    }
+    let Some((queued, slot)) = c.exec_again.take() else {
+        return first;
+    };
+    if !should_retry(server, c, &first) {
+        super::commands::transaction::unwatch_all(server, c);
+        return first;
+    }
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut wait = Duration::from_millis(2);
+    let mut reply = first;
+    while Instant::now() < deadline {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(50));
+        c.multi = Some(queued.clone());
+        c.multi_slot = slot;
+        c.retrying = true;
+        let flow = super::commands::transaction::exec(server, c);
+        reply = resolve(server, c, flow)
+            .await
+            .pop()
+            .unwrap_or(Reply::NilArray);
+        c.retrying = false;
+        if c.exec_again.take().is_none() || !should_retry(server, c, &reply) {
+            return reply;
+        }
+    }
+    super::commands::transaction::unwatch_all(server, c);
+    reply
+}
+
 fn blocking(args: &[Bytes]) -> bool {
     cmd::lookup(&args[0]).is_some_and(|s| s.has(crate::cmd::flags::BLOCKING))
 }
@@ -196,16 +258,16 @@ async fn forward_blocking(
     c: &mut ClientState,
     shard: u64,
     mut args: Vec<Bytes>,
+    deadline: Option<Instant>,
 ) -> Reply {
     let spec = cmd::lookup(&args[0]).expect("blocking commands exist");
-    let (Some(timeout), Some(pos)) = (
+    let (Some(_), Some(pos)) = (
         dispatch::block_timeout(spec, &args),
         dispatch::block_timeout_pos(spec, &args),
     ) else {
         // An invalid timeout: the other node answers the error.
         return forward_one(server, c, shard, args).await;
     };
-    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let slice = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()).min(BLOCK_SLICE),
@@ -313,6 +375,9 @@ pub async fn run_forwarded(
     // as old as the last client read or cron tick).
     server.clock.refresh();
     let mut c = ClientState::new(server.clients.detached(), true);
+    // Refusals are answers here: the origin node retries them for its client, with
+    // its own routing (one retry loop, not one per hop).
+    c.retrying = true;
     if resp3 {
         c.proto = crate::resp::Protocol::Resp3;
     }
@@ -535,14 +600,103 @@ async fn scan(
 /// is missed), try the pop through the log, and while it finds nothing wait for a
 /// change to the keys, the deadline, or the end of the connection (`None`).
 pub async fn blocking_write(
-    server: &Server,
-    shard: &crate::shard::Shard,
+    server: &Arc<Server>,
+    hosted: &Hosted,
+    replica: &Replica,
+    client: &mut ClientState,
+    argv: Vec<Bytes>,
+    keys: Vec<Bytes>,
+    deadline: Option<Instant>,
+) -> Option<Reply> {
+    let r = block_here(
+        server,
+        hosted,
+        replica,
+        client,
+        argv.clone(),
+        keys,
+        deadline,
+    )
+    .await?;
+    Some(block_again(server, client, argv, deadline, r).await)
+}
+
+/// A blocked client looks this often whether its keys' slot is still served here.
+const MOVE_CHECK: Duration = Duration::from_millis(100);
+
+/// When a blocking command times out, from its timeout argument (`None`: never, or
+/// an invalid timeout, which the command itself answers).
+fn block_deadline(args: &[Bytes]) -> Option<Instant> {
+    let spec = cmd::lookup(&args[0])?;
+    dispatch::block_timeout(spec, args)
+        .flatten()
+        .map(|t| Instant::now() + t)
+}
+
+/// A blocking command refused before it popped anything (its slot fenced or moved
+/// while it waited, see [`should_retry`]): a plain client's command blocks again
+/// where its keys live now, for what is left of its timeout. Others get the refusal
+/// (Redis's blocked clients get `-MOVED` or `-TRYAGAIN` when their slot moves).
+async fn block_again(
+    server: &Arc<Server>,
+    c: &mut ClientState,
+    mut args: Vec<Bytes>,
+    deadline: Option<Instant>,
+    first: Reply,
+) -> Reply {
+    if !should_retry(server, c, &first) {
+        return first;
+    }
+    let (Some(spec), Some(pos)) = (
+        super::dispatch::route_spec(&args),
+        cmd::lookup(&args[0]).and_then(|s| dispatch::block_timeout_pos(s, &args)),
+    ) else {
+        return first;
+    };
+    let retry_end = Instant::now() + RETRY_FOR;
+    let mut wait = Duration::from_millis(2);
+    let mut reply = first;
+    while Instant::now() < retry_end {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(50));
+        args[pos] = match deadline {
+            None => Bytes::from_static(b"0"),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Reply::NilArray;
+                }
+                Bytes::from(format!("{:.3}", left.as_secs_f64().max(0.001)))
+            }
+        };
+        c.retrying = true;
+        reply = match super::route::target(&server.table(), true, spec, &args) {
+            Target::Remote { shard, .. } => {
+                forward_blocking(server, c, shard, args.clone(), deadline).await
+            }
+            t => execute(server, c, args.clone(), t).await,
+        };
+        c.retrying = false;
+        if !should_retry(server, c, &reply) {
+            return reply;
+        }
+    }
+    reply
+}
+
+/// Blocks on this node's replica of the keys' shard: pops through the log once a key
+/// changes, until the deadline. A refusal (the slot is fenced or moved, or this node
+/// no longer hosts the shard) ends the wait with the refusal, which nothing ran for.
+async fn block_here(
+    server: &Arc<Server>,
+    hosted: &Hosted,
     replica: &Replica,
     client: &ClientState,
     argv: Vec<Bytes>,
     keys: Vec<Bytes>,
     deadline: Option<Instant>,
 ) -> Option<Reply> {
+    let shard = &*hosted.shard;
     let mut shutdown = server.shutdown_signal();
     let unblock = |ticket| {
         let mut st = shard.lock();
@@ -573,12 +727,26 @@ pub async fn blocking_write(
                 None => std::future::pending().await,
             }
         };
-        // Some(answer) ends the wait; None means a key changed: try again.
-        let end = tokio::select! {
-            _ = &mut rx => None,
-            _ = sleep => Some(Some(Reply::NilArray)),
-            _ = client.handle.kill_notify.notified() => Some(None),
-            _ = shutdown.changed() => Some(None),
+        tokio::pin!(sleep);
+        // Some(answer) ends the wait; None means a key changed or the slot is being
+        // moved away: try again (a moved slot's pop is refused).
+        let end = loop {
+            tokio::select! {
+                _ = &mut rx => break None,
+                _ = &mut sleep => break Some(Some(Reply::NilArray)),
+                _ = client.handle.kill_notify.notified() => break Some(None),
+                _ = shutdown.changed() => break Some(None),
+                _ = tokio::time::sleep(MOVE_CHECK) => {
+                    if !server.table().hosted.contains_key(&hosted.id) {
+                        break Some(Some(Reply::Error(
+                            format!("TRYAGAIN shard {} has no replica on this node", hosted.id).into(),
+                        )));
+                    }
+                    if shard.lock().migrations.refuses_command(&argv) {
+                        break None;
+                    }
+                }
+            }
         };
         client.handle.info.lock().unwrap().blocked = false;
         if let Some(answer) = end {

@@ -9,7 +9,7 @@ pub mod config_cmd;
 mod connection;
 pub mod info;
 pub mod pubsub_cmd;
-mod transaction;
+pub(crate) mod transaction;
 
 /// The Redis version shardis reports (HELLO, INFO): the command set it implements.
 pub const REDIS_VERSION: &str = "7.2.4";

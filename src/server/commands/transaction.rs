@@ -121,9 +121,20 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
     let h = match target {
         Some(Target::Local(h)) => h,
         Some(Target::Remote { shard, slot }) => {
+            let watching = !c.watched.is_empty();
             unwatch_all(server, c);
             if server.hot.redirect.load(Ordering::Relaxed) {
                 return Flow::Reply(dispatch::moved(server, slot, shard));
+            }
+            // WATCH only takes keys hosted here: a watched key's shard that is now
+            // elsewhere moved (or its replica left this node). As in Redis, where
+            // migrating a key deletes it from the source and so touches it, the
+            // transaction aborts; the client runs its check-and-set again.
+            if watching {
+                return Flow::Reply(Reply::NilArray);
+            }
+            if crate::server::exec::forward_mode(server) {
+                c.exec_again = Some((queued.clone(), Some(slot)));
             }
             // The block runs as a whole on a node hosting the shard.
             let mut cmds = Vec::with_capacity(queued.len() + 2);
@@ -177,23 +188,29 @@ pub fn exec(server: &std::sync::Arc<Server>, c: &mut ClientState) -> Flow {
         drop(st);
         let watched: Vec<(Bytes, u64)> =
             c.watched.iter().map(|(k, _, d)| (k.clone(), *d)).collect();
-        let finish: ExecFinish = Box::new(move |server, c, result| match result {
-            // No replies: a watched key had changed by the time the entry applied.
-            Ok(replies) if replies.is_empty() => {
-                unwatch_all(server, c);
-                Reply::NilArray
+        let finish: ExecFinish = Box::new(move |server, c, result| {
+            let refusal = match result {
+                // No replies: a watched key had changed by the time the entry applied.
+                Ok(replies) if replies.is_empty() => {
+                    unwatch_all(server, c);
+                    return Reply::NilArray;
+                }
+                // The slot is being migrated: the whole transaction was refused (as
+                // Redis Cluster's TRYAGAIN).
+                Ok(replies) if crate::shard::migration::refused(&replies) => replies[0].clone(),
+                Ok(replies) => return assemble(server, c, queued, replies),
+                Err(e) => e.reply(),
+            };
+            // Nothing ran: a plain client's transaction runs again, watches kept
+            // (exec::exec_again); others get the refusal.
+            if let Reply::Error(e) = &refusal {
+                if crate::server::exec::forward_mode(server) && crate::server::exec::retryable(e) {
+                    c.exec_again = Some((queued, slot));
+                    return refusal;
+                }
             }
-            // The slot is being migrated: the whole transaction was refused, and the
-            // client retries it (as Redis Cluster's TRYAGAIN).
-            Ok(replies) if crate::shard::migration::refused(&replies) => {
-                unwatch_all(server, c);
-                replies[0].clone()
-            }
-            Ok(replies) => assemble(server, c, queued, replies),
-            Err(e) => {
-                unwatch_all(server, c);
-                e.reply()
-            }
+            unwatch_all(server, c);
+            refusal
         });
         let op = if watched.is_empty() {
             Op::Exec(data)
