@@ -28,8 +28,9 @@ use std::time::Duration;
 
 /// How often the meta leader and the shard leaders look at membership.
 const INTERVAL: Duration = Duration::from_millis(500);
-/// How long a new replica may take to catch up before the move is retried.
-const CATCH_UP: Duration = Duration::from_secs(120);
+/// How long a new replica may go without catching up any entry before the move is
+/// retried (a big shard takes long at `rebalance-rate`, but never stalls this long).
+const CATCH_UP_STALL: Duration = Duration::from_secs(60);
 
 /// The nodes that take replicas: in the map and not leaving.
 pub fn active(map: &ClusterMap) -> Vec<u64> {
@@ -82,6 +83,9 @@ impl Node {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
+            self.pace
+                .rate
+                .store(self.server.config().rebalance_rate, Ordering::Relaxed);
             if let Err(e) = self.meta_duties().await {
                 tracing::debug!(error = %e, "membership (meta)");
             }
@@ -274,8 +278,9 @@ impl Node {
                     Ok(Some(next))
                 })
                 .await?;
-            // 2. Learner, caught up by snapshot and log.
+            // 2. Learner, caught up by snapshot and log, paced at `rebalance-rate`.
             tracing::info!(shard, node = add, "adding a replica (learner, catching up)");
+            let _paced = Paced::start(&self.pace, shard, add);
             replica
                 .raft
                 .add_learner(add, addr, false)
@@ -283,7 +288,7 @@ impl Node {
                 .map_err(|e| e.to_string())?;
             // openraft's own "up to date" allows thousands of entries of lag: wait
             // until the learner is within a few entries of the log's end.
-            let deadline = std::time::Instant::now() + CATCH_UP;
+            let mut progress: (Option<u64>, std::time::Instant) = (None, std::time::Instant::now());
             loop {
                 let m = replica.raft.metrics().borrow_watched().clone();
                 if m.replication.is_none() {
@@ -298,8 +303,10 @@ impl Node {
                 if matched.is_some_and(|i| i + 16 >= last) {
                     break;
                 }
-                if std::time::Instant::now() > deadline {
-                    return Err(format!("node {add} did not catch up within {CATCH_UP:?} (at {matched:?} of {last})"));
+                if matched > progress.0 {
+                    progress = (matched, std::time::Instant::now());
+                } else if progress.1.elapsed() > CATCH_UP_STALL {
+                    return Err(format!("node {add} caught up nothing for {CATCH_UP_STALL:?} (at {matched:?} of {last})"));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -343,6 +350,26 @@ impl Node {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Paces a shard's replication to a node while it lives (a replica catching up).
+struct Paced<'a> {
+    pace: &'a crate::shard::net::CatchUpPace,
+    shard: u64,
+    node: u64,
+}
+
+impl<'a> Paced<'a> {
+    fn start(pace: &'a crate::shard::net::CatchUpPace, shard: u64, node: u64) -> Paced<'a> {
+        pace.start(shard, node);
+        Paced { pace, shard, node }
+    }
+}
+
+impl Drop for Paced<'_> {
+    fn drop(&mut self) {
+        self.pace.stop(self.shard, self.node);
     }
 }
 

@@ -78,6 +78,9 @@ pub struct Node {
     resharder: OnceLock<Arc<Resharder>>,
     /// This node has been in a map: leaving every later map means it was removed.
     was_member: AtomicBool,
+    /// Paces the catch-up of replicas this node's shard leaders are adding
+    /// (`rebalance-rate`; membership).
+    pace: Arc<crate::shard::net::CatchUpPace>,
 }
 
 /// Runs a node: a single in-memory server without `node-id`, a cluster node with.
@@ -146,6 +149,11 @@ pub async fn run(config: Config) -> io::Result<()> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
         max_in_snapshot_log_to_keep: 1000.min(config.snapshot_entries),
         install_snapshot_timeout: 10_000,
+        // Entries per AppendEntries (openraft's default is 300). An entry may be a
+        // merged batch of up to 4 MB, and a node encodes and applies on the thread
+        // that serves its clients: a follower catching up on big entries got requests
+        // of over 100 MB, each a long stall (and pacing could not spread them).
+        max_payload_entries: 32,
         ..Default::default()
     }
     .validate()
@@ -169,6 +177,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         stopping: AtomicBool::new(false),
         resharder: OnceLock::new(),
         was_member: AtomicBool::new(false),
+        pace: Default::default(),
     });
     let weak = Arc::downgrade(&node);
     handler.set_on_node(Box::new(move |from, kind, body, respond| {
@@ -283,6 +292,7 @@ impl Node {
                 transport: self.transport.clone(),
                 group,
                 node_id: self.id,
+                pace: self.pace.clone(),
             },
             log,
             sm.clone(),

@@ -66,6 +66,9 @@ pub struct Config {
     /// Move shard replicas to nodes that join (and off nodes that leave) on its own;
     /// `no`: only on `shardis admin rebalance` (leaving nodes are always drained).
     pub auto_rebalance: bool,
+    /// Bytes a second a shard leader sends a replica it is adding (a replica move's
+    /// catch-up), so moves do not crowd out clients; 0: unpaced.
+    pub rebalance_rate: u64,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             snapshot_entries: 100_000,
             join: String::new(),
             auto_rebalance: true,
+            rebalance_rate: 8 * 1024 * 1024,
         }
     }
 }
@@ -459,6 +463,12 @@ pub static PARAMS: &[Param] = &[
             }
         },
         set: |c, v| Ok(c.auto_rebalance = parse_bool(v)?),
+        immutable: false,
+    },
+    Param {
+        name: "rebalance-rate",
+        get: |c| c.rebalance_rate.to_string(),
+        set: |c, v| Ok(c.rebalance_rate = mem(v)?),
         immutable: false,
     },
     Param {

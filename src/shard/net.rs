@@ -20,7 +20,7 @@ use std::future::Future;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes per snapshot chunk: bounded memory on both ends, whatever the snapshot size.
 pub const SNAPSHOT_CHUNK: usize = 1024 * 1024;
@@ -38,6 +38,45 @@ pub struct NetFactory {
     pub transport: Arc<Transport>,
     pub group: u64,
     pub node_id: u64,
+    pub pace: Arc<CatchUpPace>,
+}
+
+/// Paces what a leader sends a replica it is adding (a replica move's catch-up): at
+/// most `rate` bytes a second, so moving replicas does not crowd out the clients of
+/// the nodes involved (they share their serving thread with replication). Shared by
+/// a node's groups; the membership code marks the (group, node) pairs to pace.
+#[derive(Default)]
+pub struct CatchUpPace {
+    /// Bytes a second; 0: unpaced.
+    pub rate: AtomicU64,
+    paced: std::sync::Mutex<std::collections::HashSet<(u64, u64)>>,
+}
+
+impl CatchUpPace {
+    /// Paces `group`'s replication to `node` until [`CatchUpPace::stop`].
+    pub fn start(&self, group: u64, node: u64) {
+        self.paced.lock().unwrap().insert((group, node));
+    }
+
+    pub fn stop(&self, group: u64, node: u64) {
+        self.paced.lock().unwrap().remove(&(group, node));
+    }
+
+    /// The pace for `group`'s replication to `node`: bytes a second, 0 if unpaced.
+    fn rate(&self, group: u64, node: u64) -> u64 {
+        let rate = self.rate.load(Ordering::Relaxed);
+        if rate == 0 || !self.paced.lock().unwrap().contains(&(group, node)) {
+            return 0;
+        }
+        rate
+    }
+}
+
+/// When the next paced send may go: a send of `bytes` at `rate` bytes a second takes
+/// its share of time after the previous one's (or now, if that is later).
+pub fn next_send(prev: Option<Instant>, now: Instant, bytes: usize, rate: u64) -> Instant {
+    let start = prev.map_or(now, |p| p.max(now));
+    start + Duration::from_secs_f64(bytes as f64 / rate as f64)
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetFactory {
@@ -50,6 +89,8 @@ impl RaftNetworkFactory<TypeConfig> for NetFactory {
             target,
             group: self.group,
             node_id: self.node_id,
+            pace: self.pace.clone(),
+            next_send: None,
         }
     }
 }
@@ -59,6 +100,9 @@ pub struct PeerNet {
     target: u64,
     group: u64,
     node_id: u64,
+    pace: Arc<CatchUpPace>,
+    /// When the next paced append may be sent.
+    next_send: Option<Instant>,
 }
 
 static TRANSFERS: AtomicU64 = AtomicU64::new(1);
@@ -148,7 +192,20 @@ impl RaftNetworkV2<TypeConfig> for PeerNet {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let rate = if rpc.entries.is_empty() {
+            0
+        } else {
+            self.pace.rate(self.group, self.target)
+        };
+        if rate > 0 {
+            if let Some(t) = self.next_send {
+                tokio::time::sleep_until(t.into()).await;
+            }
+        }
         let body = raft_msg::encode(&rpc);
+        if rate > 0 {
+            self.next_send = Some(next_send(self.next_send, Instant::now(), body.len(), rate));
+        }
         self.call_body(
             kind::APPEND,
             RPCTypes::AppendEntries,
@@ -203,7 +260,19 @@ impl RaftNetworkV2<TypeConfig> for PeerNet {
             let mut file = snapshot.snapshot.file;
             let mut offset = 0u64;
             let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+            let rate = self.pace.rate(self.group, self.target);
             loop {
+                if rate > 0 {
+                    if let Some(t) = self.next_send {
+                        tokio::time::sleep_until(t.into()).await;
+                    }
+                    self.next_send = Some(next_send(
+                        self.next_send,
+                        Instant::now(),
+                        SNAPSHOT_CHUNK,
+                        rate,
+                    ));
+                }
                 let n = read_full(&mut file, &mut buf).map_err(|e| {
                     StreamingError::Network(NetworkError::new(&Msg(format!(
                         "reading snapshot: {e}"
@@ -269,5 +338,43 @@ mod append_timeout_tests {
         assert_eq!(append_timeout(ms(50), false, 100), ms(500));
         assert_eq!(append_timeout(ms(50), false, 75 << 20), ms(500 + 4800));
         assert_eq!(append_timeout(ms(9000), false, 100), ms(9000));
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+
+    #[test]
+    fn paced_sends_take_their_share_of_time() {
+        let now = Instant::now();
+        let mb = 1024 * 1024;
+        // 1 MB at 8 MB/s: the next send 125 ms later.
+        let t1 = next_send(None, now, mb, 8 * mb as u64);
+        assert_eq!(t1 - now, Duration::from_millis(125));
+        // Sent on time: the shares add up.
+        let t2 = next_send(Some(t1), t1, 2 * mb, 8 * mb as u64);
+        assert_eq!(t2 - now, Duration::from_millis(375));
+        // Sent late (the link was idle): no credit saved up for a burst.
+        let late = now + Duration::from_secs(2);
+        assert_eq!(
+            next_send(Some(t2), late, mb, 8 * mb as u64) - late,
+            Duration::from_millis(125)
+        );
+    }
+
+    #[test]
+    fn only_marked_replicas_are_paced() {
+        let pace = CatchUpPace::default();
+        pace.rate.store(1000, Ordering::Relaxed);
+        assert_eq!(pace.rate(1, 4), 0);
+        pace.start(1, 4);
+        assert_eq!(pace.rate(1, 4), 1000);
+        assert_eq!(pace.rate(2, 4), 0);
+        pace.rate.store(0, Ordering::Relaxed);
+        assert_eq!(pace.rate(1, 4), 0);
+        pace.rate.store(1000, Ordering::Relaxed);
+        pace.stop(1, 4);
+        assert_eq!(pace.rate(1, 4), 0);
     }
 }
