@@ -28,6 +28,10 @@ pub mod kind {
     pub const FORWARD_COMMANDS: u16 = 14;
     /// A node tells the others which shards it leads: `LeaderHints`, no answer body.
     pub const LEADER_HINTS: u16 = 15;
+    /// A leader asks a replica how far it has applied the group's log (before handing
+    /// it leadership): no body; the answer is a `u64` log index (0: nothing yet). A
+    /// node that does not know the kind answers an error, which reads as "not ready".
+    pub const APPLIED: u16 = 16;
 }
 
 /// Commands a node runs for a client of another node, in order, as that client would

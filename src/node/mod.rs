@@ -50,6 +50,8 @@ const UNPIN_INTERVAL: Duration = Duration::from_secs(10);
 const LOG_SOFT_LIMIT: u64 = 512 * 1024 * 1024;
 /// How often a node checks that its leaderships sit where the balance wants them.
 const BALANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// How far behind the leader's applied index a node may be to be handed a leadership.
+const APPLIED_SLACK: u64 = 64;
 
 /// One cluster node's shared state.
 pub struct Node {
@@ -534,8 +536,10 @@ impl Node {
 
     /// Leader balancing: every [`BALANCE_INTERVAL`], each shard this node leads but
     /// that should be led elsewhere ([`router::preferred_leaders`]) is handed to its
-    /// preferred node, if that node is connected, not draining and caught up. A node
-    /// coming back from a restart so gets its share of leaderships back.
+    /// preferred node, if that node is connected, not draining, caught up, and answers
+    /// that it has applied about as far as this one (a node replaying a backlog after
+    /// a restart matches the log long before it can serve). A node coming back from a
+    /// restart so gets its share of leaderships back.
     async fn balance_leaders(self: Arc<Self>) {
         loop {
             tokio::time::sleep(BALANCE_INTERVAL).await;
@@ -561,6 +565,9 @@ impl Node {
                     || !live.contains(&want)
                     || draining.contains(&want)
                     || !r.caught_up(want, 0)
+                    || !r
+                        .applied_near(want, APPLIED_SLACK, Duration::from_millis(200))
+                        .await
                 {
                     continue;
                 }

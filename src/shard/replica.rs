@@ -542,6 +542,27 @@ impl Replica {
         false
     }
 
+    /// Whether `node` answers within `wait` and has applied the log up to within
+    /// `slack` entries of what this replica has applied: a replica whose log matches
+    /// may still be replaying a backlog, and as leader it would stall the shard.
+    pub async fn applied_near(&self, node: u64, slack: u64, wait: Duration) -> bool {
+        let mine = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .clone()
+            .map_or(0, |l| l.index);
+        match self
+            .transport
+            .call(node, self.cfg.group, kind::APPLIED, Bytes::new(), wait)
+            .await
+        {
+            Ok(b) => raft_msg::decode::<u64>(&b).is_ok_and(|theirs| theirs + slack >= mine),
+            Err(_) => false,
+        }
+    }
+
     /// Whether `node` is a voter that has replicated everything up to the leader's
     /// last log index but `slack` (known on the leader only).
     pub fn caught_up(&self, node: u64, slack: u64) -> bool {
@@ -745,6 +766,10 @@ impl Handler for PeerHandler {
                     });
                 }
             },
+            kind::APPLIED => {
+                let applied = replica.raft.metrics().borrow_watched().last_applied.clone();
+                reply(respond, &applied.map_or(0u64, |l| l.index));
+            }
             kind::READ_INDEX => {
                 tokio::spawn(async move {
                     let out = if !replica.is_leader() {
