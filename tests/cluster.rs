@@ -1613,6 +1613,19 @@ fn add_node_then_remove_node_under_load() {
     let s = admin_json(&cl.nodes[0]).unwrap();
     for sh in s["shards"].as_array().unwrap() {
         assert_eq!(sh["replicas"].as_array().unwrap().len(), 3, "{sh}");
+        // ...and the group's Raft voters are exactly those three (a move must never
+        // take a voter out with none coming in).
+        let id = sh["id"].as_u64().expect("shard id");
+        let mut want: Vec<u64> = sh["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
+        want.sort();
+        let want: Vec<String> = want.iter().map(|n| n.to_string()).collect();
+        let info = cl.nodes[0].shard_info(id).expect("shard info");
+        assert_eq!(info["raft_voters"], want.join("|"), "shard {id}'s voters");
     }
     let meta = cl.nodes[0].shard_info(0).expect("meta info");
     assert_eq!(

@@ -213,7 +213,7 @@ impl Node {
     /// One replica move toward the shard's target (run by the shard's leader).
     async fn move_one_replica(self: &Arc<Self>, shard: u64) -> Result<(), String> {
         let map = self.meta.current();
-        let (Some(current), Some(target)) = (map.shards.get(&shard), map.targets.get(&shard))
+        let (true, Some(target)) = (map.shards.contains_key(&shard), map.targets.get(&shard))
         else {
             return Ok(());
         };
@@ -224,10 +224,15 @@ impl Node {
             .get(&shard)
             .cloned()
             .ok_or("no local replica")?;
-        let have: BTreeSet<u64> = current.iter().copied().collect();
         let want: BTreeSet<u64> = target.iter().copied().collect();
-        if have == want {
-            // Done: the map's list takes the target's order and the target goes.
+        // What to change is judged by the group's voters, not by the map's list: an
+        // interrupted move leaves the list naming a node that is no voter yet (step 1),
+        // and a move judged by the list would take a voter out with none in (found by
+        // the chaos suite: a shard went down to one voter).
+        let voters = voters_of(&replica);
+        if voters == want {
+            // Done, or step 4 was interrupted: the map's list takes the target (in its
+            // order) and the target goes.
             return self
                 .meta
                 .update(|m| {
@@ -240,16 +245,18 @@ impl Node {
                     }
                     let mut next = m.clone();
                     next.targets.remove(&shard);
+                    next.shards.insert(shard, target.clone());
                     Ok(Some(next))
                 })
                 .await
                 .map(|_| ());
         }
-        let add = target.iter().copied().find(|n| !have.contains(n));
-        let remove = current.iter().copied().find(|n| !want.contains(n));
+        let Some((add, remove)) = next_step(&voters, target) else {
+            return Ok(());
+        };
         // A leader does not remove itself: it hands leadership to a replica that stays.
         if remove == Some(self.id) {
-            if let Some(to) = current
+            if let Some(to) = voters
                 .iter()
                 .copied()
                 .find(|n| want.contains(n) && *n != self.id)
@@ -312,8 +319,7 @@ impl Node {
             }
         }
         // 3. One membership change (joint consensus): the new voter in, the old out.
-        let m = replica.raft.metrics().borrow_watched().clone();
-        let mut voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+        let mut voters = voters_of(&replica);
         if let Some(a) = add {
             voters.insert(a);
         }
@@ -351,6 +357,26 @@ impl Node {
             .await?;
         Ok(())
     }
+}
+
+/// The group's voters as this replica (its leader) sees them.
+fn voters_of(replica: &crate::shard::replica::Replica) -> BTreeSet<u64> {
+    let m = replica.raft.metrics().borrow_watched().clone();
+    m.membership_config.membership().voter_ids().collect()
+}
+
+/// The next replica move toward `target` from the group's `voters`: the node to add
+/// (first wanted node that is no voter) and the voter to remove (first unwanted one).
+/// A voter only goes with a new one coming in, unless there are more voters than
+/// wanted, so a move never shrinks the group below its target. `None`: nothing to do.
+pub fn next_step(voters: &BTreeSet<u64>, target: &[u64]) -> Option<(Option<u64>, Option<u64>)> {
+    let add = target.iter().copied().find(|n| !voters.contains(n));
+    let remove = voters
+        .iter()
+        .copied()
+        .find(|n| !target.contains(n))
+        .filter(|_| add.is_some() || voters.len() > target.len());
+    (add.is_some() || remove.is_some()).then_some((add, remove))
 }
 
 /// Paces a shard's replication to a node while it lives (a replica catching up).
@@ -394,6 +420,28 @@ mod tests {
             shards,
             3,
         )
+    }
+
+    #[test]
+    fn a_move_never_takes_a_voter_out_without_one_coming_in() {
+        let set = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
+        // The usual step: 4 in, 3 out.
+        assert_eq!(
+            next_step(&set(&[1, 2, 3]), &[1, 2, 4]),
+            Some((Some(4), Some(3)))
+        );
+        // The map's list already names 4 (an interrupted step 1) but 4 is no voter:
+        // still 4 in and 3 out, never 3 out alone.
+        assert_eq!(
+            next_step(&set(&[1, 2, 3]), &[1, 2, 4]),
+            Some((Some(4), Some(3)))
+        );
+        // Fewer voters than wanted: only additions.
+        assert_eq!(next_step(&set(&[1, 2]), &[1, 2, 4]), Some((Some(4), None)));
+        // More voters than wanted (fewer nodes now): one goes.
+        assert_eq!(next_step(&set(&[1, 2, 3]), &[1, 2]), Some((None, Some(3))));
+        // Done.
+        assert_eq!(next_step(&set(&[1, 2, 4]), &[1, 2, 4]), None);
     }
 
     #[test]
