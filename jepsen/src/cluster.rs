@@ -431,6 +431,85 @@ impl Cluster {
         }
     }
 
+    /// After the heal: waits (up to `within`) until no replica move is pending and
+    /// every shard's Raft voters (on its leader) are the map's replicas; what is still
+    /// wrong then (empty: all well). A shard with fewer voters than replicas is one
+    /// crash from losing acknowledged writes, which the histories need not show.
+    pub fn replica_problems(&self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let problems = self.replica_state();
+            if problems.is_empty() || Instant::now() >= deadline {
+                return problems;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn replica_state(&self) -> Vec<String> {
+        let t = Duration::from_millis(1000);
+        let running: Vec<&Proc> = self
+            .procs
+            .values()
+            .filter(|p| p.child.is_some() && !p.paused)
+            .collect();
+        let Some(status) = running
+            .iter()
+            .find_map(|p| command(p.spec.client, &["SHARDIS", "STATUS"], t).ok())
+        else {
+            return vec!["no node answered SHARDIS STATUS".into()];
+        };
+        let s: serde_json::Value = match serde_json::from_str(&status) {
+            Ok(s) => s,
+            Err(e) => return vec![format!("SHARDIS STATUS is not JSON: {e}")],
+        };
+        if s["placement_targets"]
+            .as_object()
+            .is_some_and(|t| !t.is_empty())
+        {
+            return vec![format!(
+                "replica moves still pending: {}",
+                s["placement_targets"]
+            )];
+        }
+        // Each shard's voters, from the node leading it.
+        let mut voters: BTreeMap<u64, String> = BTreeMap::new();
+        for p in &running {
+            let Ok(info) = command(p.spec.client, &["INFO", "raft"], t) else {
+                continue;
+            };
+            for (shard, f) in raft_lines(&info) {
+                if shard != 0 && f.get("role").map(String::as_str) == Some("leader") {
+                    if let Some(v) = f.get("voters") {
+                        voters.insert(shard, v.clone());
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for sh in s["shards"].as_array().into_iter().flatten() {
+            let id = sh["id"].as_u64().unwrap_or(0);
+            let mut want: Vec<u64> = sh["replicas"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_u64())
+                .collect();
+            want.sort();
+            let want = want
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join("|");
+            match voters.get(&id) {
+                Some(v) if *v == want => {}
+                Some(v) => out.push(format!("shard {id}: Raft voters {v}, map replicas {want}")),
+                None => out.push(format!("shard {id}: no leader reported its voters")),
+            }
+        }
+        out
+    }
+
     /// Every node back: paused ones continued, dead ones restarted, clocks reset.
     pub fn heal(&mut self) -> Result<(), String> {
         for id in self.all_ids() {

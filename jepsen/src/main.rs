@@ -194,7 +194,7 @@ fn check_dir(dir: &std::path::Path, budget: f64) -> Result<Outcome, String> {
     all.sort_by_key(|o| o.time);
     let svg = jepsen::plot::latency_svg(&all, &faults, &dir.display().to_string());
     std::fs::write(dir.join("latency.svg"), svg).map_err(|e| e.to_string())?;
-    let (outcome, checks) = run::check_all(&histories, &[], Duration::from_secs_f64(budget));
+    let (outcome, checks) = run::check_all(&histories, &[], None, Duration::from_secs_f64(budget));
     for v in checks {
         println!("{:>12}: {:?}: {}", v.checker, v.outcome, v.explanation);
     }

@@ -102,13 +102,34 @@ fn build_release() -> Result<PathBuf, String> {
     Ok(target.join("release/shardis"))
 }
 
-/// Checks each workload's history and combines the verdicts with the crashes.
+/// Checks each workload's history and combines the verdicts with the crashes and the
+/// replica problems the cluster ended with ([`crate::cluster::Cluster::replica_problems`]).
 pub fn check_all(
     histories: &[(Arc<dyn Workload>, Vec<Op>)],
     crashes: &[String],
+    replicas: Option<&[String]>,
     budget: Duration,
 ) -> (Outcome, Vec<Verdict>) {
     let mut checks: Vec<Verdict> = histories.iter().map(|(w, h)| w.check(h, budget)).collect();
+    match replicas {
+        // Re-checking a run directory: the cluster is gone.
+        None => {}
+        Some([]) => checks.push(Verdict {
+            checker: "replicas".into(),
+            outcome: Outcome::Valid,
+            explanation: "every shard's Raft voters are its map replicas, no move pending".into(),
+            stats: Vec::new(),
+        }),
+        Some(problems) => checks.push(Verdict {
+            checker: "replicas".into(),
+            outcome: Outcome::Invalid,
+            explanation: format!(
+                "the cluster ended with shards whose voters are not their replicas: {}",
+                problems.join("; ")
+            ),
+            stats: vec![("shards".into(), problems.len() as u64)],
+        }),
+    }
     if !crashes.is_empty() {
         checks.push(Verdict {
             checker: "crashes".into(),
@@ -300,6 +321,7 @@ pub fn run(opts: RunOpts) -> Result<(Outcome, PathBuf), String> {
                 Duration::from_secs(60),
             ))?;
         }
+        let replicas = cluster.replica_problems(Duration::from_secs(60));
         let mut crashes: Vec<String> = timeline
             .crashes
             .iter()
@@ -317,15 +339,22 @@ pub fn run(opts: RunOpts) -> Result<(Outcome, PathBuf), String> {
             .cloned()
             .zip(recorders.iter().map(|r| r.take()))
             .collect();
-        write_outputs(&dir, &opts, &histories, &timeline.spans, &crashes)
-            .map(|o| (o, dir.clone()))
-            .inspect(|_| {
-                if !opts.keep_data {
-                    for d in cluster.data_dirs() {
-                        let _ = std::fs::remove_dir_all(d);
-                    }
+        write_outputs(
+            &dir,
+            &opts,
+            &histories,
+            &timeline.spans,
+            &crashes,
+            &replicas,
+        )
+        .map(|o| (o, dir.clone()))
+        .inspect(|_| {
+            if !opts.keep_data {
+                for d in cluster.data_dirs() {
+                    let _ = std::fs::remove_dir_all(d);
                 }
-            })
+            }
+        })
     })();
     proxy.shutdown();
     result
@@ -337,6 +366,7 @@ fn write_outputs(
     histories: &[(Arc<dyn Workload>, Vec<Op>)],
     spans: &[FaultSpan],
     crashes: &[String],
+    replicas: &[String],
 ) -> Result<Outcome, String> {
     let io = |e: std::io::Error| e.to_string();
     for (w, h) in histories {
@@ -362,7 +392,7 @@ fn write_outputs(
     )
     .map_err(io)?;
     eprintln!("checking {} operations", all.len());
-    let (outcome, checks) = check_all(histories, crashes, opts.check_budget);
+    let (outcome, checks) = check_all(histories, crashes, Some(replicas), opts.check_budget);
     let verdict = RunVerdict {
         outcome,
         seed: opts.seed,
