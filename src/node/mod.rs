@@ -461,7 +461,14 @@ impl Node {
             tracing::info!(shard = s, "the replica moved away: stopping it");
             self.handler.detach(s);
             let _ = r.raft.shutdown().await;
+            drop(r);
             let _ = std::fs::remove_dir_all(self.dir.join(format!("shard-{s}")));
+            // Its entries in the node's shared log go too: they would pin segments
+            // for good, and a replica moving back later would find a purge point its
+            // deleted state machine is behind.
+            if let Err(e) = self.log.drop_group(s) {
+                tracing::warn!(shard = s, error = %e, "dropping the replica's log");
+            }
         }
         // Removed from the cluster (drained): stop serving.
         if map.nodes.contains_key(&self.id) {

@@ -691,6 +691,28 @@ impl Core {
         Ok(())
     }
 
+    /// Forgets `group` (its replica left the node): a `DROP` record, then its
+    /// entries die (their segments go once nothing else lives in them) and its vote,
+    /// commit and purge point are gone, on replay too. Its Raft must be stopped; a
+    /// later `claim` starts it afresh.
+    pub(crate) fn drop_group(&self, group: u64) -> io::Result<()> {
+        let mut st = self.state()?;
+        st.check_writable()?;
+        if !st.groups.contains_key(&group) {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        wal::encode_record(&mut buf, Kind::Drop, group, &[])?;
+        st.write(&buf)?;
+        let g = st.groups.remove(&group).expect("checked above");
+        let died = st.kill(g.locs);
+        if died && st.arm() {
+            drop(st);
+            self.wake();
+        }
+        Ok(())
+    }
+
     /// Writes a `VOTE` record; the caller waits for it with [`Core::wait_durable`].
     pub(crate) fn write_vote(&self, group: u64, vote: &[u8]) -> io::Result<()> {
         let mut st = self.state()?;
@@ -1071,6 +1093,10 @@ impl Replay {
             Kind::Committed => {
                 self.groups.entry(r.group).or_default().committed = Some(r.body.to_vec())
             }
+            Kind::Drop => {
+                body.end()?;
+                self.groups.remove(&r.group);
+            }
         }
         Ok(())
     }
@@ -1287,6 +1313,11 @@ impl LogEngine {
 
     pub fn policy(&self) -> FsyncPolicy {
         self.core.opts.policy
+    }
+
+    /// Forgets a group whose replica left this node (see `Core::drop_group`).
+    pub fn drop_group(&self, group: u64) -> io::Result<()> {
+        self.core.drop_group(group)
     }
 
     /// Groups with any state in the log (for a node restarting).

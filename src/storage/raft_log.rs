@@ -1652,6 +1652,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dropped_group_is_forgotten_for_good_and_frees_its_segments() {
+        let tmp = tmpdir();
+        let opts = || LogStoreOptions {
+            segment_size: 256,
+            policy: FsyncPolicy::No,
+            ..LogStoreOptions::default()
+        };
+        {
+            let engine = LogEngine::open(tmp.path(), opts()).unwrap();
+            let mut a = engine.open_group::<C>(1).unwrap();
+            let mut b = engine.open_group::<C>(2).unwrap();
+            for i in 1..=20 {
+                append(&mut a, gentries(1, 1, i, i)).await.unwrap();
+                append(&mut b, gentries(2, 1, i, i)).await.unwrap();
+            }
+            b.purge(lid(1, 5)).await.unwrap();
+            drop(b);
+            // Group 2's replica left the node.
+            engine.drop_group(2).unwrap();
+            assert_eq!(engine.groups(), vec![1]);
+            // Once group 1 purges too, nothing lives in the old segments.
+            a.purge(lid(1, 20)).await.unwrap();
+            wait_until("the old segments deleted", || {
+                segment_files(tmp.path()).len() == 1
+            })
+            .await;
+            assert_eq!(read(&mut a, 21..).await, vec![]);
+            drop(a);
+            engine.close().unwrap();
+        }
+        // After a restart the group is still gone, and a new replica of it starts
+        // from an empty log (no purge point above its empty state machine).
+        let engine = LogEngine::open(tmp.path(), opts()).unwrap();
+        assert_eq!(engine.groups(), vec![1]);
+        let mut b = engine.open_group::<C>(2).unwrap();
+        assert_eq!(state(&mut b).await, (None, None));
+        append(&mut b, gentries(2, 3, 1, 2)).await.unwrap();
+        assert_eq!(read(&mut b, ..).await, gentries(2, 3, 1, 2));
+    }
+
+    #[tokio::test]
     async fn dead_segments_are_deleted_in_the_background() {
         let tmp = tmpdir();
         let engine = LogEngine::open(

@@ -42,6 +42,8 @@ pub(crate) enum Kind {
     Vote = 4,
     Committed = 5,
     Checkpoint = 6,
+    /// The group left the node: everything it had is forgotten.
+    Drop = 7,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             4 => Kind::Vote,
             5 => Kind::Committed,
             6 => Kind::Checkpoint,
+            7 => Kind::Drop,
             _ => return None,
         })
     }
