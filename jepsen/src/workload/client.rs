@@ -18,68 +18,31 @@ use std::time::{Duration, Instant};
 /// The nodes, and which of them host each slot's shard.
 pub struct Topology {
     pub nodes: Vec<(u64, SocketAddr)>,
-    slot_hosts: Vec<Vec<u64>>,
+    /// Per slot, the client nodes hosting its shard (refreshed when replicas move).
+    slot_hosts: std::sync::RwLock<Arc<Vec<Vec<u64>>>>,
 }
 
 impl Topology {
     /// Reads CLUSTER SLOTS from the first node that answers.
     pub async fn discover(nodes: Vec<(u64, SocketAddr)>) -> Result<Topology, String> {
-        let by_port: HashMap<u16, u64> = nodes.iter().map(|(id, a)| (a.port(), *id)).collect();
-        let mut last = String::from("no node");
-        for (_, addr) in &nodes {
-            let mut conn = match connect(*addr, Duration::from_secs(2)).await {
-                Ok(c) => c,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            let reply: redis::RedisResult<redis::Value> = redis::cmd("CLUSTER")
-                .arg("SLOTS")
-                .query_async(&mut conn)
-                .await;
-            let ranges = match reply {
-                Ok(redis::Value::Array(r)) => r,
-                Ok(other) => {
-                    last = format!("CLUSTER SLOTS: {other:?}");
-                    continue;
-                }
-                Err(e) => {
-                    last = format!("CLUSTER SLOTS: {e}");
-                    continue;
-                }
-            };
-            let mut slot_hosts = vec![Vec::new(); proto::SLOTS as usize];
-            for range in ranges {
-                let redis::Value::Array(parts) = range else {
-                    continue;
-                };
-                let (Some(lo), Some(hi)) = (super::int(&parts[0]), super::int(&parts[1])) else {
-                    continue;
-                };
-                let hosts: Vec<u64> = parts[2..]
-                    .iter()
-                    .filter_map(|n| match n {
-                        redis::Value::Array(f) => super::int(f.get(1)?),
-                        _ => None,
-                    })
-                    .filter_map(|port| by_port.get(&(port as u16)).copied())
-                    .collect();
-                for slot in lo..=hi {
-                    slot_hosts[slot as usize] = hosts.clone();
-                }
-            }
-            if slot_hosts.iter().any(Vec::is_empty) {
-                last = "CLUSTER SLOTS leaves slots unserved".into();
-                continue;
-            }
-            return Ok(Topology { nodes, slot_hosts });
-        }
-        Err(format!("cannot learn the slot map: {last}"))
+        let slot_hosts = learn(&nodes).await?;
+        Ok(Topology {
+            nodes,
+            slot_hosts: std::sync::RwLock::new(Arc::new(slot_hosts)),
+        })
     }
 
-    pub fn hosts(&self, key: &str) -> &[u64] {
-        &self.slot_hosts[proto::slot::key_slot(key.as_bytes()) as usize]
+    /// Learns the slot map again (replicas moved: a node no longer hosts a shard the
+    /// workload pinned to it). Keeps the old map if no node gives a whole one.
+    pub async fn refresh(&self) {
+        if let Ok(m) = learn(&self.nodes).await {
+            *self.slot_hosts.write().unwrap() = Arc::new(m);
+        }
+    }
+
+    pub fn hosts(&self, key: &str) -> Vec<u64> {
+        let m = self.slot_hosts.read().unwrap().clone();
+        m[proto::slot::key_slot(key.as_bytes()) as usize].clone()
     }
 
     pub fn addr(&self, node: u64) -> SocketAddr {
@@ -89,6 +52,63 @@ impl Topology {
             .expect("node")
             .1
     }
+}
+
+/// Per slot, which of `nodes` host its shard (CLUSTER SLOTS from the first node
+/// that answers with every slot served).
+async fn learn(nodes: &[(u64, SocketAddr)]) -> Result<Vec<Vec<u64>>, String> {
+    let by_port: HashMap<u16, u64> = nodes.iter().map(|(id, a)| (a.port(), *id)).collect();
+    let mut last = String::from("no node");
+    for (_, addr) in nodes.iter() {
+        let mut conn = match connect(*addr, Duration::from_secs(2)).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let reply: redis::RedisResult<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await;
+        let ranges = match reply {
+            Ok(redis::Value::Array(r)) => r,
+            Ok(other) => {
+                last = format!("CLUSTER SLOTS: {other:?}");
+                continue;
+            }
+            Err(e) => {
+                last = format!("CLUSTER SLOTS: {e}");
+                continue;
+            }
+        };
+        let mut slot_hosts = vec![Vec::new(); proto::SLOTS as usize];
+        for range in ranges {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let (Some(lo), Some(hi)) = (super::int(&parts[0]), super::int(&parts[1])) else {
+                continue;
+            };
+            let hosts: Vec<u64> = parts[2..]
+                .iter()
+                .filter_map(|n| match n {
+                    redis::Value::Array(f) => super::int(f.get(1)?),
+                    _ => None,
+                })
+                .filter_map(|port| by_port.get(&(port as u16)).copied())
+                .collect();
+            for slot in lo..=hi {
+                slot_hosts[slot as usize] = hosts.clone();
+            }
+        }
+        if slot_hosts.iter().any(Vec::is_empty) {
+            last = "CLUSTER SLOTS leaves slots unserved".into();
+            continue;
+        }
+        return Ok(slot_hosts);
+    }
+    Err(format!("cannot learn the slot map: {last}"))
 }
 
 pub async fn connect(addr: SocketAddr, within: Duration) -> Result<MultiplexedConnection, String> {
@@ -230,7 +250,7 @@ pub async fn run(
                 }
                 let inv = w.next(&mut rng);
                 let node = if w.needs_host() {
-                    *rng.pick(topo.hosts(&inv.key))
+                    *rng.pick(&topo.hosts(&inv.key))
                 } else {
                     rng.pick(&topo.nodes).0
                 };
@@ -258,6 +278,13 @@ pub async fn run(
                 .await
                 .map_err(|_| ());
                 let (kind, value, error, keep) = classify(&inv, result);
+                // The key's shard left the node the workload pinned it to.
+                if error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("has no replica on this node"))
+                {
+                    topo.refresh().await;
+                }
                 rec.record(kind, process, inv.f, value, Some(node), error);
                 if !keep {
                     // The connection's state is unknown: drop it.
