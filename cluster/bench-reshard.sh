@@ -14,6 +14,7 @@
 #   KEYS=200000 cluster/bench-reshard.sh
 #   KEEP=1 cluster/bench-reshard.sh          # keep the temp dir (node logs) afterwards
 #   REBALANCE_RATE=0 cluster/bench-reshard.sh # replica moves unpaced (default 8mb a second)
+#   MIGRATION_RATE=8mb cluster/bench-reshard.sh # the move's bulk copy paced (default unpaced)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -102,6 +103,11 @@ probe() { # name
 sleep 6
 p99_idle=$(probe idle)
 mark() { wc -c <"$TMP/bench.out"; }
+# MIGRATION_RATE=8mb (say) paces the move's bulk copy (default: unpaced).
+if [ -n "${MIGRATION_RATE:-}" ]; then
+    for p in "$p1" "$p2" "$p3"; do redis-cli -p "$p" config set migration-rate "$MIGRATION_RATE" >/dev/null; done
+    sleep 1
+fi
 before_end=$(mark)
 S="$SHARDIS"
 "$S" admin --node "127.0.0.1:$p1" --json reshard --slots 0-5461 --to 2 >"$TMP/move.json"

@@ -83,9 +83,15 @@ impl Node {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            self.pace
-                .rate
-                .store(self.server.config().rebalance_rate, Ordering::Relaxed);
+            {
+                let config = self.server.config();
+                self.pace
+                    .rate
+                    .store(config.rebalance_rate, Ordering::Relaxed);
+                if let Some(r) = self.resharder.get() {
+                    r.rate.store(config.migration_rate, Ordering::Relaxed);
+                }
+            }
             if let Err(e) = self.meta_duties().await {
                 tracing::debug!(error = %e, "membership (meta)");
             }

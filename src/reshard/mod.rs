@@ -72,6 +72,9 @@ pub struct Resharder {
     finished: Mutex<Vec<Progress>>,
     /// Total attempts started here (tests and INFO).
     pub attempts: AtomicU64,
+    /// Bytes a second the bulk copy sends (`migration-rate`); 0: unpaced. The delta
+    /// passes and the final delta are never paced (the fence is held meanwhile).
+    pub rate: AtomicU64,
 }
 
 fn err_of(r: Result<Vec<Reply>, String>) -> Result<Reply, String> {
@@ -99,6 +102,7 @@ impl Resharder {
             progress: Mutex::new(BTreeMap::new()),
             finished: Mutex::new(Vec::new()),
             attempts: AtomicU64::new(0),
+            rate: AtomicU64::new(0),
         })
     }
 
@@ -245,6 +249,7 @@ impl Resharder {
         });
         let mut seq = 0u64;
         let mut cursor = crate::keyspace::migrate::ExportCursor::new(m.start);
+        let mut next_send: Option<Instant> = None;
         while !cursor.done {
             if !source.is_leader() {
                 return Err("lost the source's leadership".into());
@@ -257,7 +262,14 @@ impl Resharder {
             if items.is_empty() {
                 continue;
             }
+            let bytes: usize = items.iter().map(crate::keyspace::migrate::item_size).sum();
             self.send_chunk(m, &mut seq, items).await?;
+            let rate = self.rate.load(Ordering::Relaxed);
+            if rate > 0 {
+                let at = crate::shard::net::next_send(next_send, Instant::now(), bytes, rate);
+                next_send = Some(at);
+                tokio::time::sleep_until(at.into()).await;
+            }
         }
         // 4. Delta passes.
         let mut passes = 0;

@@ -69,6 +69,8 @@ pub struct Config {
     /// Bytes a second a shard leader sends a replica it is adding (a replica move's
     /// catch-up), so moves do not crowd out clients; 0: unpaced.
     pub rebalance_rate: u64,
+    /// Bytes a second the bulk copy of a slot migration sends; 0: unpaced.
+    pub migration_rate: u64,
 }
 
 impl Default for Config {
@@ -109,6 +111,7 @@ impl Default for Config {
             join: String::new(),
             auto_rebalance: true,
             rebalance_rate: 8 * 1024 * 1024,
+            migration_rate: 0,
         }
     }
 }
@@ -469,6 +472,12 @@ pub static PARAMS: &[Param] = &[
         name: "rebalance-rate",
         get: |c| c.rebalance_rate.to_string(),
         set: |c, v| Ok(c.rebalance_rate = mem(v)?),
+        immutable: false,
+    },
+    Param {
+        name: "migration-rate",
+        get: |c| c.migration_rate.to_string(),
+        set: |c, v| Ok(c.migration_rate = mem(v)?),
         immutable: false,
     },
     Param {
