@@ -405,6 +405,17 @@ impl Drop for Paced<'_> {
     }
 }
 
+/// What a node should do about a map without it (it was in earlier maps), given
+/// the `(epoch, member ids)` the other nodes answered with: `Some(true)` stay (the
+/// newest map at `epoch` or later has it again: the removal was history being
+/// replayed), `Some(false)` leave, `None` no answer at `epoch` or later yet. The
+/// newest answer decides, so one node still replaying old maps cannot outvote the
+/// cluster's current map.
+pub fn removal_verdict(me: u64, epoch: u64, answers: &[(u64, Vec<u64>)]) -> Option<bool> {
+    let (e, members) = answers.iter().max_by_key(|(e, _)| *e)?;
+    (*e >= epoch).then(|| members.contains(&me))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +437,30 @@ mod tests {
             shards,
             3,
         )
+    }
+
+    #[test]
+    fn the_newest_map_decides_a_removal() {
+        // No answers, or only older maps: undecided.
+        assert_eq!(removal_verdict(2, 10, &[]), None);
+        assert_eq!(removal_verdict(2, 10, &[(9, vec![1, 3])]), None);
+        // The removal is current: leave.
+        assert_eq!(removal_verdict(2, 10, &[(10, vec![1, 3])]), Some(false));
+        // Added again since (a replay of old history): stay, even when another
+        // node still replaying answers with the old removal.
+        assert_eq!(
+            removal_verdict(2, 10, &[(10, vec![1, 3]), (14, vec![1, 2, 3])]),
+            Some(true)
+        );
+        assert_eq!(
+            removal_verdict(2, 10, &[(14, vec![1, 2, 3]), (10, vec![1, 3])]),
+            Some(true)
+        );
+        // Removed again after that: leave.
+        assert_eq!(
+            removal_verdict(2, 10, &[(14, vec![1, 2, 3]), (17, vec![1, 3])]),
+            Some(false)
+        );
     }
 
     #[test]

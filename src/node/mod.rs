@@ -80,6 +80,8 @@ pub struct Node {
     resharder: OnceLock<Arc<Resharder>>,
     /// This node has been in a map: leaving every later map means it was removed.
     was_member: AtomicBool,
+    /// A map without this node is being checked against the cluster's current one.
+    confirming_removal: AtomicBool,
     /// Paces the catch-up of replicas this node's shard leaders are adding
     /// (`rebalance-rate`; membership).
     pace: Arc<crate::shard::net::CatchUpPace>,
@@ -179,6 +181,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         stopping: AtomicBool::new(false),
         resharder: OnceLock::new(),
         was_member: AtomicBool::new(false),
+        confirming_removal: AtomicBool::new(false),
         pace: Default::default(),
     });
     let weak = Arc::downgrade(&node);
@@ -470,14 +473,54 @@ impl Node {
                 tracing::warn!(shard = s, error = %e, "dropping the replica's log");
             }
         }
-        // Removed from the cluster (drained): stop serving.
+        // Removed from the cluster (drained): stop serving, once confirmed.
         if map.nodes.contains_key(&self.id) {
             self.was_member.store(true, Ordering::SeqCst);
-        } else if self.was_member.load(Ordering::SeqCst) {
-            tracing::warn!("this node was removed from the cluster: shutting down");
-            self.server.shutdown();
+        } else if self.was_member.load(Ordering::SeqCst)
+            && !self.confirming_removal.swap(true, Ordering::SeqCst)
+        {
+            let others: Vec<String> = map.nodes.values().map(|a| a.client.clone()).collect();
+            tokio::spawn(self.clone().confirm_removal(map.epoch, others));
         }
         Ok(())
+    }
+
+    /// A map without this node, after maps with it: shuts the node down if the
+    /// cluster's current map agrees. A node added again under its old id replays the
+    /// meta log from the start, its earlier removal included (found by the chaos
+    /// suite: a re-joined node exited on that old map), so the map being applied may
+    /// be history: the node asks the others for theirs (any at `epoch` or later
+    /// decides), and shuts down without an answer only after ten tries.
+    async fn confirm_removal(self: Arc<Self>, epoch: u64, others: Vec<String>) {
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.meta.current().nodes.contains_key(&self.id) {
+                tracing::info!(epoch, "a map without this node was history: staying");
+                self.confirming_removal.store(false, Ordering::SeqCst);
+                return;
+            }
+            let mut answers = Vec::new();
+            for addr in &others {
+                answers.extend(current_members(addr).await);
+            }
+            match membership::removal_verdict(self.id, epoch, &answers) {
+                Some(true) => {
+                    tracing::info!(epoch, "a map without this node was history: staying");
+                    self.confirming_removal.store(false, Ordering::SeqCst);
+                    return;
+                }
+                Some(false) => {
+                    tracing::warn!("this node was removed from the cluster: shutting down");
+                    self.server.shutdown();
+                    return;
+                }
+                None => {}
+            }
+        }
+        tracing::warn!(
+            "this node was removed from the cluster (no other node answered): shutting down"
+        );
+        self.server.shutdown();
     }
 
     /// A node started with `--join` and no cluster yet: asks the given node (and then
@@ -806,6 +849,27 @@ impl Node {
         let body = raft_msg::encode(&msg);
         self.send_to_others(kind::PUBLISH, body, Duration::from_secs(1));
     }
+}
+
+/// The epoch and node ids of the map a node at `addr` (client address) has now.
+async fn current_members(addr: &str) -> Option<(u64, Vec<u64>)> {
+    let addr = addr.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut c = crate::admin::Conn::connect(&addr).ok()?;
+        let crate::admin::Answer::Bulk(b) = c.call(&["SHARDIS", "STATUS"]).ok()? else {
+            return None;
+        };
+        let s: serde_json::Value = serde_json::from_slice(&b).ok()?;
+        let nodes = s["nodes"]
+            .as_array()?
+            .iter()
+            .filter_map(|n| n["id"].as_u64())
+            .collect();
+        Some((s["epoch"].as_u64()?, nodes))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// The server's window on the node (weak: the node owns the server).
