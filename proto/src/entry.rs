@@ -86,6 +86,30 @@ pub enum Item {
         first: bool,
         value: Piece,
     },
+    /// Edits that turn the target's copy of a big collection (sent in pieces, no
+    /// deadline) into the source's current value: a change to a big key goes as
+    /// what changed rather than whole again. The target refuses the chunk if its
+    /// copy is missing or of another type.
+    Patch { key: Bytes, edit: Edit },
+}
+
+/// One edit of a collection (zset scores as `f64::to_bits`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Edit {
+    /// Drops `front` elements from the head and `back` from the tail of a list.
+    ListTrim {
+        front: u64,
+        back: u64,
+    },
+    /// Adds elements before the head, in the order given (the first is the new head).
+    ListPrepend(Vec<Bytes>),
+    ListAppend(Vec<Bytes>),
+    HashSet(Vec<(Bytes, Bytes)>),
+    HashDel(Vec<Bytes>),
+    SetAdd(Vec<Bytes>),
+    SetRem(Vec<Bytes>),
+    ZAdd(Vec<(Bytes, u64)>),
+    ZRem(Vec<Bytes>),
 }
 
 /// Elements of a value (zset scores as `f64::to_bits`).
@@ -169,5 +193,35 @@ mod tests {
         assert_eq!(WriteEntry::decode(&m.encode()).unwrap(), m);
         assert_eq!(WriteEntry::decode(&[1, 5, 7, 1, 1, 1, b'a']).unwrap(), e);
         assert!(WriteEntry::decode(&[2, 0]).is_err());
+    }
+
+    #[test]
+    fn item_tags_are_stable() {
+        // Patch came after Del and Put: their tags stay 0 and 1.
+        let enc = |i: &Item| bincode::serde::encode_to_vec(i, bincode::config::standard()).unwrap();
+        assert_eq!(enc(&Item::Del(Bytes::from_static(b"k"))), vec![0, 1, b'k']);
+        let put = Item::Put {
+            key: Bytes::from_static(b"k"),
+            expire_at: 0,
+            first: true,
+            value: Piece::Str(Bytes::from_static(b"v")),
+        };
+        assert_eq!(enc(&put), vec![1, 1, b'k', 0, 1, 0, 1, b'v']);
+        let patch = Item::Patch {
+            key: Bytes::from_static(b"k"),
+            edit: Edit::ListTrim { front: 1, back: 2 },
+        };
+        assert_eq!(enc(&patch), vec![2, 1, b'k', 0, 1, 2]);
+        let m = WriteEntry {
+            time_ms: 5,
+            seed: 7,
+            op: Op::Migrate(MigrateOp::Chunk {
+                id: 1,
+                attempt: 1,
+                seq: 1,
+                items: vec![put, patch],
+            }),
+        };
+        assert_eq!(WriteEntry::decode(&m.encode()).unwrap(), m);
     }
 }

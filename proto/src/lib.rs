@@ -10,6 +10,6 @@ pub mod peer;
 pub mod raft_msg;
 pub mod slot;
 
-pub use entry::{Item, MigrateOp, Op, Piece, WriteEntry};
+pub use entry::{Edit, Item, MigrateOp, Op, Piece, WriteEntry};
 pub use node::NodeAddr;
 pub use slot::{key_slot, SLOTS};

@@ -10,8 +10,8 @@ use super::value::Value;
 use super::zset::ZSet;
 use super::Keyspace;
 use bytes::Bytes;
-use proto::{Item, Piece};
-use std::collections::{HashSet, VecDeque};
+use proto::{Edit, Item, Piece};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Keys of a slot range changed since the tracking started or was last taken.
 #[derive(Debug)]
@@ -19,6 +19,12 @@ pub(super) struct Tracker {
     start: u16,
     end: u16,
     dirty: HashSet<Key>,
+    /// Big collections as the target has them now: each built from the very items
+    /// sent for it, by the functions the target applies them with, so a change to
+    /// one goes as the edits from this copy to the current value. Only values that
+    /// went in pieces and have no deadline (a copy that cannot expire or change on
+    /// the target).
+    shadows: HashMap<Key, Value>,
     /// The keyspace was replaced wholesale (a snapshot install): what changed is
     /// unknown, and the copy must start over.
     pub(super) broken: bool,
@@ -62,10 +68,45 @@ fn piece_size(p: &Piece) -> usize {
     }
 }
 
+fn edit_size(e: &Edit) -> usize {
+    match e {
+        Edit::ListTrim { .. } => 10,
+        Edit::ListPrepend(v)
+        | Edit::ListAppend(v)
+        | Edit::HashDel(v)
+        | Edit::SetAdd(v)
+        | Edit::SetRem(v)
+        | Edit::ZRem(v) => v.iter().map(|e| e.len() + 2).sum(),
+        Edit::HashSet(v) => v.iter().map(|(f, x)| f.len() + x.len() + 4).sum(),
+        Edit::ZAdd(v) => v.iter().map(|(m, _)| m.len() + 10).sum(),
+    }
+}
+
 pub fn item_size(i: &Item) -> usize {
     match i {
         Item::Del(k) => k.len() + 2,
         Item::Put { key, value, .. } => key.len() + 12 + piece_size(value),
+        Item::Patch { key, edit } => key.len() + 2 + edit_size(edit),
+    }
+}
+
+/// Elements in a piece.
+fn piece_len(p: &Piece) -> usize {
+    match p {
+        Piece::Str(_) => 1,
+        Piece::List(v) | Piece::Set(v) => v.len(),
+        Piece::Hash(v) => v.len(),
+        Piece::ZSet(v) => v.len(),
+    }
+}
+
+fn value_len(v: &Value) -> usize {
+    match v {
+        Value::Str(_) => 0,
+        Value::List(l) => l.len(),
+        Value::Hash(h) => h.len(),
+        Value::Set(s) => s.len(),
+        Value::ZSet(z) => z.len(),
     }
 }
 
@@ -148,6 +189,7 @@ impl Keyspace {
             start,
             end,
             dirty: HashSet::new(),
+            shadows: HashMap::new(),
             broken: false,
         });
     }
@@ -175,7 +217,7 @@ impl Keyspace {
     /// values, about `budget` bytes. Keys expired at `now` are skipped (the target
     /// never had them). Sets `cur.done` after the last.
     pub fn export_chunk(
-        &self,
+        &mut self,
         cur: &mut ExportCursor,
         end: u16,
         budget: usize,
@@ -249,7 +291,76 @@ impl Keyspace {
                 cur.after = None;
             }
         }
+        self.mirror(&out);
         out
+    }
+
+    /// A changed key's current state as chunk items: the edits from the target's copy
+    /// when it has a shadow of it and they are small, else `export_key`'s.
+    pub fn export_changed(&mut self, key: &[u8], now: u64) -> Vec<Item> {
+        let old = self.track.as_ref().and_then(|t| t.shadows.get(key));
+        let new = self
+            .dict
+            .get(key)
+            .filter(|e| e.expire_at == 0 && !e.is_expired(now));
+        let items = match (old, new) {
+            (Some(old), Some(e)) => diff(old, &e.value).map(|edits| {
+                edits
+                    .into_iter()
+                    .map(|edit| Item::Patch { key: b(key), edit })
+                    .collect()
+            }),
+            _ => None,
+        };
+        let items = items.unwrap_or_else(|| self.export_key(key, now));
+        self.mirror(&items);
+        items
+    }
+
+    /// Follows items sent to the target into the shadows (called under the same lock
+    /// as the export, so the dictionary still holds what was exported).
+    fn mirror(&mut self, items: &[Item]) {
+        let Some(t) = self.track.as_mut() else {
+            return;
+        };
+        for item in items {
+            match item {
+                Item::Del(k) => {
+                    t.shadows.remove(&k[..]);
+                }
+                Item::Put {
+                    key,
+                    expire_at,
+                    first: true,
+                    value,
+                } => {
+                    // (Short-circuits: no lookup for the strings most keys are.)
+                    let partial = *expire_at == 0
+                        && !matches!(value, Piece::Str(_))
+                        && piece_len(value) < self.dict.get(key).map_or(0, |e| value_len(&e.value));
+                    if partial {
+                        t.shadows.insert(Key::from(&key[..]), new_value(value));
+                    } else if !t.shadows.is_empty() {
+                        t.shadows.remove(&key[..]);
+                    }
+                }
+                Item::Put {
+                    key,
+                    first: false,
+                    value,
+                    ..
+                } => {
+                    if let Some(v) = t.shadows.get_mut(&key[..]) {
+                        extend_value(v, value);
+                    }
+                }
+                Item::Patch { key, edit } => {
+                    if let Some(v) = t.shadows.get_mut(&key[..]) {
+                        apply_edit(v, edit);
+                    }
+                }
+            }
+        }
     }
 
     /// The current state of `key` as chunk items: a delete, or its value in pieces.
@@ -274,8 +385,23 @@ impl Keyspace {
         }
     }
 
-    /// Writes chunk items in (the target's apply).
-    pub fn import(&mut self, items: &[Item], now: u64) {
+    /// Writes chunk items in (the target's apply). A patch for a key this copy lacks,
+    /// or has with another type, refuses the whole chunk before anything is written.
+    pub fn import(&mut self, items: &[Item], now: u64) -> Result<(), String> {
+        for item in items {
+            if let Item::Patch { key, edit } = item {
+                let fits = self
+                    .dict
+                    .get(key)
+                    .is_some_and(|e| edit_fits(&e.value, edit));
+                if !fits {
+                    return Err(format!(
+                        "ERR migration chunk does not fit the target's copy of '{}'",
+                        String::from_utf8_lossy(key)
+                    ));
+                }
+            }
+        }
         for item in items {
             match item {
                 Item::Del(k) => {
@@ -309,8 +435,14 @@ impl Keyspace {
                         self.modified(key);
                     }
                 }
+                Item::Patch { key, edit } => {
+                    let pos = self.dict.find(key).expect("checked above");
+                    apply_edit(&mut self.entry_at(pos).value, edit);
+                    self.modified(key);
+                }
             }
         }
+        Ok(())
     }
 
     /// Deletes up to `max` keys of slots `start..=end`; returns how many it deleted.
@@ -379,6 +511,193 @@ fn extend_value(v: &mut Value, p: &Piece) {
     }
 }
 
+/// Whether `edit` applies to a value of `v`'s type.
+fn edit_fits(v: &Value, edit: &Edit) -> bool {
+    matches!(
+        (v, edit),
+        (
+            Value::List(_),
+            Edit::ListTrim { .. } | Edit::ListPrepend(_) | Edit::ListAppend(_)
+        ) | (Value::Hash(_), Edit::HashSet(_) | Edit::HashDel(_))
+            | (Value::Set(_), Edit::SetAdd(_) | Edit::SetRem(_))
+            | (Value::ZSet(_), Edit::ZAdd(_) | Edit::ZRem(_))
+    )
+}
+
+/// Applies an edit to a value of its type (another type is left alone: `import`
+/// checks first, and a shadow of another type is never diffed).
+fn apply_edit(v: &mut Value, edit: &Edit) {
+    match (v, edit) {
+        (Value::List(l), Edit::ListTrim { front, back }) => {
+            let front = (*front as usize).min(l.len());
+            l.drain(..front);
+            let keep = l.len().saturating_sub(*back as usize);
+            l.truncate(keep);
+        }
+        (Value::List(l), Edit::ListPrepend(xs)) => {
+            for x in xs.iter().rev() {
+                l.push_front(Key::from(&x[..]));
+            }
+        }
+        (Value::Hash(h), Edit::HashDel(fs)) => {
+            for f in fs {
+                h.remove(f);
+            }
+        }
+        (Value::Set(s), Edit::SetRem(xs)) => {
+            for x in xs {
+                s.remove(x);
+            }
+        }
+        (Value::ZSet(z), Edit::ZRem(xs)) => {
+            for x in xs {
+                z.remove(x);
+            }
+        }
+        (v, Edit::ListAppend(xs)) => extend_value(v, &Piece::List(xs.clone())),
+        (v, Edit::HashSet(xs)) => extend_value(v, &Piece::Hash(xs.clone())),
+        (v, Edit::SetAdd(xs)) => extend_value(v, &Piece::Set(xs.clone())),
+        (v, Edit::ZAdd(xs)) => extend_value(v, &Piece::ZSet(xs.clone())),
+        _ => {}
+    }
+}
+
+/// Splits `xs` into edits of about `PIECE_BYTES` each.
+fn pieces<T>(xs: Vec<T>, size: impl Fn(&T) -> usize, mk: impl Fn(Vec<T>) -> Edit) -> Vec<Edit> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut used = 0;
+    for x in xs {
+        used += size(&x);
+        cur.push(x);
+        if used >= PIECE_BYTES {
+            out.push(mk(std::mem::take(&mut cur)));
+            used = 0;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(mk(cur));
+    }
+    out
+}
+
+/// The edits that turn `old` into `new`, when they are of one collection type and
+/// the edits carry at most half of `new`'s elements (else sending it whole is as
+/// cheap). Applying them in order to `old` gives exactly `new`.
+fn diff(old: &Value, new: &Value) -> Option<Vec<Edit>> {
+    let limit = value_len(new) / 2;
+    let bytes = |x: &Key| Bytes::copy_from_slice(x);
+    let edits = match (old, new) {
+        (Value::List(o), Value::List(n)) => {
+            let (front, back, pf, pb) = list_diff(o, n)?;
+            if pf + pb > limit {
+                return None;
+            }
+            let mut out = Vec::new();
+            if front + back > 0 {
+                out.push(Edit::ListTrim {
+                    front: front as u64,
+                    back: back as u64,
+                });
+            }
+            let pre: Vec<Bytes> = n.iter().take(pf).map(bytes).collect();
+            out.extend(pieces(pre, |x| x.len() + 2, Edit::ListPrepend));
+            let post: Vec<Bytes> = n.iter().skip(n.len() - pb).map(bytes).collect();
+            out.extend(pieces(post, |x| x.len() + 2, Edit::ListAppend));
+            return Some(out);
+        }
+        (Value::Hash(o), Value::Hash(n)) => {
+            let set: Vec<(Bytes, Bytes)> = n
+                .iter()
+                .filter(|(f, x)| o.get(f) != Some(x))
+                .map(|(f, x)| (bytes(f), bytes(x)))
+                .collect();
+            let del: Vec<Bytes> = o.keys().filter(|f| !n.contains(f)).map(bytes).collect();
+            if set.len() + del.len() > limit {
+                return None;
+            }
+            let mut out = pieces(del, |x| x.len() + 2, Edit::HashDel);
+            out.extend(pieces(set, |(f, x)| f.len() + x.len() + 4, Edit::HashSet));
+            out
+        }
+        (Value::Set(o), Value::Set(n)) => {
+            let add: Vec<Bytes> = n.keys().filter(|x| !o.contains(x)).map(bytes).collect();
+            let rem: Vec<Bytes> = o.keys().filter(|x| !n.contains(x)).map(bytes).collect();
+            if add.len() + rem.len() > limit {
+                return None;
+            }
+            let mut out = pieces(rem, |x| x.len() + 2, Edit::SetRem);
+            out.extend(pieces(add, |x| x.len() + 2, Edit::SetAdd));
+            out
+        }
+        (Value::ZSet(o), Value::ZSet(n)) => {
+            let (o, n) = (o.members(), n.members());
+            let add: Vec<(Bytes, u64)> = n
+                .iter()
+                .filter(|(m, s)| o.get(m).map(|x| x.to_bits()) != Some(s.to_bits()))
+                .map(|(m, s)| (bytes(m), s.to_bits()))
+                .collect();
+            let rem: Vec<Bytes> = o.keys().filter(|m| !n.contains(m)).map(bytes).collect();
+            if add.len() + rem.len() > limit {
+                return None;
+            }
+            let mut out = pieces(rem, |x| x.len() + 2, Edit::ZRem);
+            out.extend(pieces(add, |(m, _)| m.len() + 10, Edit::ZAdd));
+            out
+        }
+        _ => return None,
+    };
+    Some(edits)
+}
+
+/// How `new` is `old` with elements dropped from and added at its ends: `(front
+/// dropped, back dropped, front added, back added)`, with `new == new[..front added]
+/// ++ old[front dropped .. len - back dropped] ++ new[len - back added ..]`. Looks
+/// for the run the two share by how far from the heads it starts (queues and stacks
+/// change at their ends), within a bounded number of comparisons; `None` if no run
+/// is found, or neither list is left with anything in common.
+fn list_diff(old: &VecDeque<Key>, new: &VecDeque<Key>) -> Option<(usize, usize, usize, usize)> {
+    /// How far from the heads the shared run may start.
+    const REACH: usize = 4096;
+    let (m, n) = (old.len(), new.len());
+    let mut budget = 4 * (m + n) + 1_000_000;
+    let mut best: Option<(usize, usize, usize, usize)> = None;
+    let cost = |c: &(usize, usize, usize, usize)| c.2 + c.3;
+    for d in 0..(m + n).min(REACH) {
+        // Diagonal d: `pf` dropped at the front of old, `d - pf` added to new's.
+        for f in 0..=d {
+            let added = d - f;
+            if f >= m || added >= n {
+                continue;
+            }
+            if budget == 0 {
+                return best;
+            }
+            budget -= 1;
+            if old[f] != new[added] {
+                continue;
+            }
+            let mut run = 1;
+            while f + run < m && added + run < n && old[f + run] == new[added + run] {
+                run += 1;
+            }
+            budget = budget.saturating_sub(run);
+            let c = (f, m - f - run, added, n - added - run);
+            if best.as_ref().is_none_or(|b| cost(&c) < cost(b)) {
+                best = Some(c);
+            }
+            // A run to either end: whatever differs more lies behind it.
+            if f + run == m || added + run == n {
+                return best;
+            }
+        }
+        if budget == 0 {
+            break;
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,12 +733,18 @@ mod tests {
         out
     }
 
-    fn copy_all(src: &Keyspace, dst: &mut Keyspace, start: u16, end: u16, budget: usize) -> usize {
+    fn copy_all(
+        src: &mut Keyspace,
+        dst: &mut Keyspace,
+        start: u16,
+        end: u16,
+        budget: usize,
+    ) -> usize {
         let mut cur = ExportCursor::new(start);
         let mut chunks = 0;
         while !cur.done {
             let items = src.export_chunk(&mut cur, end, budget, 100);
-            dst.import(&items, 100);
+            dst.import(&items, 100).unwrap();
             chunks += 1;
             assert!(chunks < 100_000, "export does not end");
         }
@@ -450,7 +775,7 @@ mod tests {
         src.set(b"{big}set", Value::Set(Box::new(set)), 0);
         src.set(b"{big}zset", Value::ZSet(Box::new(z)), 0);
         let mut dst = Keyspace::new();
-        let chunks = copy_all(&src, &mut dst, 0, 16383, 4096);
+        let chunks = copy_all(&mut src, &mut dst, 0, 16383, 4096);
         assert!(chunks > 10, "small budget, many chunks ({chunks})");
         let mut want = dump(&src, 0, 16383);
         want.retain(|(k, _, _)| k != b"gone");
@@ -459,7 +784,7 @@ mod tests {
         // A partial range copies only its slots.
         let slot = proto::key_slot(b"k7");
         let mut part = Keyspace::new();
-        copy_all(&src, &mut part, slot, slot, 1 << 20);
+        copy_all(&mut src, &mut part, slot, slot, 1 << 20);
         assert_eq!(dump(&part, 0, 16383), dump(&src, slot, slot));
     }
 
@@ -474,7 +799,8 @@ mod tests {
         let mut cur = ExportCursor::new(0);
         let mut i = 0;
         while !cur.done {
-            dst.import(&src.export_chunk(&mut cur, 16383, 512, 100), 100);
+            dst.import(&src.export_chunk(&mut cur, 16383, 512, 100), 100)
+                .unwrap();
             // Writes between chunks: updates, deletes, new keys, in-place changes.
             src.set(format!("k{i}").as_bytes(), s("b"), 0);
             src.remove(format!("k{}", i + 250).as_bytes(), 0);
@@ -490,7 +816,7 @@ mod tests {
         let changed = src.take_changed().unwrap();
         assert!(!changed.is_empty());
         for k in changed {
-            dst.import(&src.export_key(&k, 100), 100);
+            dst.import(&src.export_changed(&k, 100), 100).unwrap();
         }
         assert_eq!(dump(&dst, 0, 16383), dump(&src, 0, 16383));
         // Out-of-range keys are not tracked; a replaced keyspace breaks tracking.
@@ -503,6 +829,220 @@ mod tests {
         src.replace_with(Keyspace::new());
         assert!(src.take_changed().is_none());
         assert!(!src.tracking());
+    }
+
+    fn big(n: usize) -> [(&'static [u8], Value); 4] {
+        let mut list = VecDeque::new();
+        let mut hash = SlabMap::new();
+        let mut set = SlabMap::new();
+        let mut z = ZSet::new();
+        for i in 0..n {
+            let e = format!("element-{i}");
+            list.push_back(Key::from(e.as_bytes()));
+            hash.insert(e.as_bytes(), Key::from(&b"val"[..]));
+            set.insert(e.as_bytes(), ());
+            z.insert(e.as_bytes(), i as f64);
+        }
+        [
+            (b"{big}list", Value::List(Box::new(list))),
+            (b"{big}hash", Value::Hash(Box::new(hash))),
+            (b"{big}set", Value::Set(Box::new(set))),
+            (b"{big}zset", Value::ZSet(Box::new(z))),
+        ]
+    }
+
+    /// Changes to every big collection: pops and pushes at both ends of the list,
+    /// fields set, changed and deleted.
+    fn churn(ks: &mut Keyspace, round: usize) {
+        let e = |i: usize| Key::from(format!("new-{round}-{i}").as_bytes());
+        for (k, _) in big(0) {
+            match ks.write(k, 0).map(|e| &mut e.value) {
+                Some(Value::List(l)) => {
+                    l.pop_front();
+                    l.pop_back();
+                    l.push_back(e(1));
+                    l.push_front(e(2));
+                    l.push_front(e(3));
+                }
+                Some(Value::Hash(h)) => {
+                    h.insert(&e(1), e(2));
+                    h.insert(b"element-5", e(3));
+                    h.remove(format!("element-{}", 10 + round).as_bytes());
+                }
+                Some(Value::Set(s)) => {
+                    s.insert(&e(1), ());
+                    s.remove(format!("element-{}", 10 + round).as_bytes());
+                }
+                Some(Value::ZSet(z)) => {
+                    z.insert(&e(1), -1.0);
+                    z.insert(b"element-7", round as f64 + 0.5);
+                    z.remove(format!("element-{}", 10 + round).as_bytes());
+                }
+                _ => {}
+            }
+            ks.modified(k);
+        }
+    }
+
+    #[test]
+    fn a_changed_big_collection_goes_as_its_edits() {
+        let mut src = Keyspace::new();
+        for (k, v) in big(20_000) {
+            src.set(k, v, 0);
+        }
+        src.set(b"{big}small", s("x"), 0);
+        src.track_slots(0, 16383);
+        let mut dst = Keyspace::new();
+        let mut cur = ExportCursor::new(0);
+        let mut round = 0;
+        // Changes while the big values are on their way, piece by piece.
+        while !cur.done {
+            dst.import(&src.export_chunk(&mut cur, 16383, 64 * 1024, 100), 100)
+                .unwrap();
+            churn(&mut src, round);
+            round += 1;
+        }
+        assert!(round >= 6, "the values went in pieces ({round} chunks)");
+        // The first pass: the list's copy may have taken pieces of a shifting list
+        // (an element twice or missing in the middle), which end edits cannot mend,
+        // so it may go whole. The others' copies are mended by edits.
+        for k in src.take_changed().unwrap() {
+            let items = src.export_changed(&k, 100);
+            let whole = items.iter().any(|i| matches!(i, Item::Put { .. }));
+            assert!(!whole || &k[..] == b"{big}list", "{k:?} went whole");
+            dst.import(&items, 100).unwrap();
+        }
+        assert_eq!(dump(&dst, 0, 16383), dump(&src, 0, 16383));
+        // From then on every change goes as edits.
+        churn(&mut src, round);
+        for pass in 1..4 {
+            let mut sent = 0;
+            for k in src.take_changed().unwrap() {
+                let items = src.export_changed(&k, 100);
+                assert!(
+                    items.iter().all(|i| matches!(i, Item::Patch { .. })),
+                    "pass {pass}: {k:?} went whole"
+                );
+                sent += items.iter().map(item_size).sum::<usize>();
+                dst.import(&items, 100).unwrap();
+            }
+            assert_eq!(dump(&dst, 0, 16383), dump(&src, 0, 16383), "pass {pass}");
+            assert!(sent < 64 * 1024, "pass {pass} sent {sent} bytes");
+            churn(&mut src, round + pass);
+        }
+        // Under a deadline a big value goes whole again, and so does one whose type
+        // changed.
+        src.set_expire(b"{big}set", 9_000_000, 0);
+        src.set(b"{big}hash", s("now a string"), 0);
+        for k in src.take_changed().unwrap() {
+            let items = src.export_changed(&k, 100);
+            let whole = items
+                .iter()
+                .any(|i| matches!(i, Item::Put { first: true, .. }));
+            let expect = matches!(&k[..], b"{big}set" | b"{big}hash");
+            assert_eq!(whole, expect, "{k:?}");
+            dst.import(&items, 100).unwrap();
+        }
+        assert_eq!(dump(&dst, 0, 16383), dump(&src, 0, 16383));
+        // A patch for a copy the target lacks refuses the chunk, writing nothing.
+        churn(&mut src, 99);
+        let mut items = vec![Item::Del(b(b"{big}small"))];
+        for k in src.take_changed().unwrap() {
+            items.extend(src.export_changed(&k, 100));
+        }
+        let mut other = Keyspace::new();
+        other.set(b"{big}small", s("x"), 0);
+        let err = other.import(&items, 100).unwrap_err();
+        assert!(err.contains("does not fit"), "{err}");
+        assert_eq!(other.len(), 1);
+    }
+
+    fn list(xs: &[u8]) -> Value {
+        Value::List(Box::new(xs.iter().map(|x| Key::from(&[*x][..])).collect()))
+    }
+
+    #[test]
+    fn list_edits_follow_queue_and_stack_use() {
+        let old: Vec<u8> = (0..100).collect();
+        let cases: Vec<(Vec<u8>, usize)> = vec![
+            // RPUSH, LPUSH, LPOP + RPUSH (a queue), LPUSH + RPOP (Celery's), both ends.
+            ([&old[..], &[200, 201]].concat(), 2),
+            ([&[200, 201][..], &old[..]].concat(), 2),
+            ([&old[3..], &[200][..]].concat(), 1),
+            ([&[200][..], &old[..97]].concat(), 1),
+            ([&[200][..], &old[5..90], &[201, 202]].concat(), 3),
+            // Duplicates everywhere.
+            (vec![7; 150], 50),
+        ];
+        for (new, added) in cases {
+            let (o, n) = (list(if new[0] == 7 { &[7; 100] } else { &old }), list(&new));
+            let edits = diff(&o, &n).expect("edits");
+            let sent: usize = edits
+                .iter()
+                .map(|e| match e {
+                    Edit::ListPrepend(v) | Edit::ListAppend(v) => v.len(),
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(sent, added, "{new:?}");
+            let mut v = o;
+            for e in &edits {
+                apply_edit(&mut v, e);
+            }
+            assert_eq!(v, n);
+        }
+        // A change in the middle of a list leaves nothing worth editing.
+        let mut mid = old.clone();
+        mid[50] = 255;
+        assert!(diff(&list(&old), &list(&mid)).is_none_or(|e| {
+            let mut v = list(&old);
+            e.iter().for_each(|e| apply_edit(&mut v, e));
+            v == list(&mid)
+        }));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn edits_turn_old_into_new(
+            old in proptest::collection::vec(0u8..6, 1..60),
+            ops in proptest::collection::vec((0u8..6, 0u8..6), 0..20),
+        ) {
+            let mut new: VecDeque<u8> = old.iter().copied().collect();
+            let mut h_old = SlabMap::new();
+            for x in &old {
+                h_old.insert(&[*x], Key::from(&[*x][..]));
+            }
+            let mut h_new = SlabMap::new();
+            for (k, v) in h_old.iter() {
+                h_new.insert(k, v.clone());
+            }
+            for (op, x) in ops {
+                match op {
+                    0 => new.push_back(x),
+                    1 => new.push_front(x),
+                    2 => { new.pop_front(); }
+                    3 => { new.pop_back(); }
+                    4 => if let Some(e) = new.get_mut(x as usize) { *e = 9 },
+                    _ => { h_new.remove(&[x]); }
+                }
+                h_new.insert(&[x + 10], Key::from(&[op][..]));
+            }
+            let new: Vec<u8> = new.into_iter().collect();
+            if !new.is_empty() {
+                let (o, n) = (list(&old), list(&new));
+                if let Some(edits) = diff(&o, &n) {
+                    let mut v = o;
+                    edits.iter().for_each(|e| apply_edit(&mut v, e));
+                    proptest::prop_assert_eq!(v, n);
+                }
+            }
+            let (o, n) = (Value::Hash(Box::new(h_old)), Value::Hash(Box::new(h_new)));
+            if let Some(edits) = diff(&o, &n) {
+                let mut v = o;
+                edits.iter().for_each(|e| apply_edit(&mut v, e));
+                proptest::prop_assert_eq!(format!("{:?}", sorted(&v)), format!("{:?}", sorted(&n)));
+            }
+        }
     }
 
     #[test]

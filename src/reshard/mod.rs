@@ -255,7 +255,7 @@ impl Resharder {
                 return Err("lost the source's leadership".into());
             }
             let items = {
-                let st = shard.lock();
+                let mut st = shard.lock();
                 let now = st.now();
                 st.ks.export_chunk(&mut cursor, m.end, CHUNK_BYTES, now)
             };
@@ -381,7 +381,8 @@ impl Resharder {
         loop {
             match self.propose_ok(m.to, op.clone()).await {
                 Ok(_) => break,
-                Err(e) if tries < 5 && !e.contains("stale") => {
+                // A stale step or a chunk that does not fit fails the same way again.
+                Err(e) if tries < 5 && !e.contains("stale") && !e.contains("does not fit") => {
                     tries += 1;
                     tracing::debug!(migration = m.id, error = %e, "chunk not confirmed, resending");
                     tokio::time::sleep(Duration::from_millis(100 * tries)).await;
@@ -409,13 +410,13 @@ impl Resharder {
             let mut items = Vec::new();
             let mut used = 0;
             {
-                let st = shard.lock();
+                let mut st = shard.lock();
                 let now = st.now();
                 while let Some((k, tail)) = rest.split_first() {
                     if used >= CHUNK_BYTES {
                         break;
                     }
-                    for i in st.ks.export_key(k, now) {
+                    for i in st.ks.export_changed(k, now) {
                         used += crate::keyspace::migrate::item_size(&i);
                         items.push(i);
                     }

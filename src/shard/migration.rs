@@ -169,7 +169,9 @@ impl Migrations {
                     return stale("chunk", *id);
                 }
                 if *seq == s.seq + 1 {
-                    ks.import(items, now);
+                    if let Err(e) = ks.import(items, now) {
+                        return Reply::Error(e.into());
+                    }
                     s.seq = *seq;
                 }
                 Reply::Int(s.seq as i64)
@@ -278,6 +280,23 @@ mod tests {
         assert!(dst.apply(&mut dks, &chunk(1, 2), 0).is_error());
         assert!(dst.apply(&mut dks, &begin(1, false), 0).is_error());
         assert_eq!(dst.apply(&mut dks, &chunk(2, 1), 0), Reply::Int(1));
+        // A chunk that does not fit the copy (a patch of a key it lacks) is refused
+        // whole and leaves the sequence where it was.
+        let misfit = MigrateOp::Chunk {
+            id: 7,
+            attempt: 2,
+            seq: 2,
+            items: vec![Item::Patch {
+                key: Bytes::from_static(b"absent"),
+                edit: proto::Edit::SetAdd(vec![Bytes::from_static(b"x")]),
+            }],
+        };
+        let r = dst.apply(&mut dks, &misfit, 0);
+        assert!(
+            r.is_error() && format!("{r:?}").contains("does not fit"),
+            "{r:?}"
+        );
+        assert_eq!(dst.apply(&mut dks, &chunk(2, 2), 0), Reply::Int(2));
         // The fence of an old attempt is refused; the current one refuses the range.
         assert!(src
             .apply(&mut sks, &MigrateOp::Fence { id: 7, attempt: 0 }, 0)
@@ -314,7 +333,7 @@ mod tests {
         // Finished: late steps change nothing.
         assert!(src.apply(&mut sks, &begin(3, true), 0).is_error());
         assert!(src.refuses(50));
-        assert!(dst.apply(&mut dks, &chunk(2, 2), 0).is_error());
+        assert!(dst.apply(&mut dks, &chunk(2, 3), 0).is_error());
         assert_eq!(dks.len(), 1);
     }
 }
