@@ -1,10 +1,14 @@
 //! Command execution without the network: SET through `cmd::apply` (the write path's
 //! state transition) and GET through `cmd::execute_read`, on a keyspace of 100k keys.
+//! And what a slot migration does under its fence for a changed big value (a
+//! 1M-element list, a 100k-field hash): its edits from the target's copy, against
+//! sending it whole.
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use proto::{Op, WriteEntry};
 use shardis::cmd::{self, ApplyLimits, ReadCtx};
+use shardis::keyspace::migrate::ExportCursor;
 use shardis::keyspace::Keyspace;
 
 const KEYS: usize = 100_000;
@@ -71,5 +75,75 @@ fn set_get(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, set_get);
+fn exec(ks: &mut Keyspace, cmds: Vec<Vec<Bytes>>) {
+    let entry = WriteEntry {
+        time_ms: 1_700_000_000_000,
+        seed: 1,
+        op: Op::Exec(cmds),
+    };
+    cmd::apply(ks, &entry, ApplyLimits::default());
+}
+
+fn args(xs: &[&str]) -> Vec<Bytes> {
+    xs.iter().map(|x| Bytes::from(x.to_string())).collect()
+}
+
+fn big_value_delta(c: &mut Criterion) {
+    let mut ks = Keyspace::new();
+    let (list, hash) = ("{big}list", "{big}hash");
+    for lo in (0..1_000_000).step_by(10_000) {
+        let mut l = args(&["RPUSH", list]);
+        l.extend((lo..lo + 10_000).map(|i| Bytes::from(format!("element-{i}"))));
+        exec(&mut ks, vec![l]);
+    }
+    for lo in (0..100_000).step_by(10_000) {
+        let mut h = args(&["HSET", hash]);
+        for i in lo..lo + 10_000 {
+            h.push(Bytes::from(format!("field-{i}")));
+            h.push(Bytes::from(format!("value-{i}")));
+        }
+        exec(&mut ks, vec![h]);
+    }
+    let slot = proto::key_slot(b"{big}");
+    ks.track_slots(slot, slot);
+    let mut cur = ExportCursor::new(slot);
+    while !cur.done {
+        ks.export_chunk(&mut cur, slot, 256 * 1024, 0);
+    }
+    let mut n = 0u64;
+    let mut change = |ks: &mut Keyspace| {
+        n += 1;
+        let x = n.to_string();
+        exec(
+            ks,
+            vec![
+                args(&["LPOP", list]),
+                args(&["RPUSH", list, &x]),
+                args(&["HSET", hash, "field-7", &x]),
+            ],
+        );
+        ks.take_changed().unwrap()
+    };
+    let mut g = c.benchmark_group("migration_delta");
+    g.sample_size(20);
+    g.bench_function("edits_1m_list_100k_hash", |b| {
+        b.iter(|| {
+            let keys = change(&mut ks);
+            keys.iter()
+                .map(|k| ks.export_changed(k, 0).len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("whole_1m_list_100k_hash", |b| {
+        b.iter(|| {
+            let keys = change(&mut ks);
+            keys.iter()
+                .map(|k| ks.export_key(k, 0).len())
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, set_get, big_value_delta);
 criterion_main!(benches);
